@@ -1,0 +1,211 @@
+"""DQN (Mnih et al. 2015) as a LightningModule, and the wiring that trains it.
+
+The module owns the online and target networks, the TD loss and the target sync. Lightning owns
+the optimisation loop; the replay dataset decides when a gradient step is due; the collector is
+the only thing that steps the environment.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dqn_harness.collector import Collector
+from dqn_harness.envs import is_atari, make_vec_env
+from dqn_harness.evaluation import Evaluator, save_atomic
+from dqn_harness.nets import build_q_net
+from dqn_harness.replay import ReplayBuffer, ReplayDataset
+from dqn_harness.schedules import EpsilonSchedule, TargetSync
+from dqn_harness.stopping import StopFlag
+from dqn_harness.tracking import Tracker
+
+
+class DQN(pl.LightningModule):
+    def __init__(
+        self,
+        q_net: nn.Module,
+        gamma: float,
+        lr: float,
+        adam_eps: float = 1.5e-4,
+        loss: str = "huber",
+        reward_clip: bool = False,
+        target_sync: int = 1000,
+    ) -> None:
+        super().__init__()
+        self.q_net = q_net
+        self.target_net = copy.deepcopy(q_net).requires_grad_(False)
+        self.gamma = gamma  # discount of the TD target
+        self.lr = lr  # Adam step size
+        self.adam_eps = adam_eps  # Adam epsilon (Dopamine's 1.5e-4 for Atari)
+        self.loss_fn = F.smooth_l1_loss if loss == "huber" else F.mse_loss
+        self.reward_clip = reward_clip  # train on sign(r), as the Nature paper does for Atari
+        self.sync = TargetSync(target_sync)
+        self.collector: Collector | None = None  # set once built: it needs self.greedy
+        self.dataset: ReplayDataset | None = None
+        self.stats = torch.zeros(3)  # running sums of loss and q, and the update count
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q_net(obs)
+
+    @torch.no_grad()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        q = self.q_net(torch.as_tensor(obs, device=self.device))
+        return q.argmax(1).cpu().numpy()
+
+    def td_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and Q(s, a). Terminal transitions do not bootstrap; truncated ones do."""
+        rewards = torch.sign(batch["rewards"]) if self.reward_clip else batch["rewards"]
+        with torch.no_grad():
+            next_q = self.target_net(batch["next_obs"]).max(dim=1).values
+            target = rewards + self.gamma * (1.0 - batch["terminated"]) * next_q
+        q = self.q_net(batch["obs"]).gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
+        return self.loss_fn(q, target), q
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, q = self.td_loss(batch)
+        if self.stats.device != loss.device:
+            self.stats = self.stats.to(loss.device)
+        self.stats += torch.stack([loss.detach(), q.detach().mean(), torch.ones_like(loss)])
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        assert self.collector is not None
+        if self.sync.due(self.collector.env_steps):
+            self.target_net.load_state_dict(self.q_net.state_dict())
+
+    def pop_stats(self) -> dict[str, float]:
+        """Mean loss and Q since the last call (one device sync per log, not per step)."""
+        loss, q, n = self.stats.tolist()
+        self.stats.zero_()
+        return {} if n == 0 else {"train/loss": loss / n, "train/q_mean": q / n}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.q_net.parameters(), lr=self.lr, eps=self.adam_eps)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.dataset, batch_size=None, num_workers=0)
+
+
+class Monitor(pl.Callback):
+    """Per-update bookkeeping outside the algorithm: scalar logs, evaluation, solved stop."""
+
+    def __init__(self, tracker: Tracker, evaluator: Evaluator, log_every: int, save: Any) -> None:
+        self.tracker = tracker
+        self.evaluator = evaluator
+        self.log_every = log_every
+        self.next_log = log_every
+        self.save = save
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        assert isinstance(module, DQN) and module.collector is not None
+        env_steps = module.collector.env_steps
+        if env_steps >= self.next_log:
+            self.next_log = (env_steps // self.log_every + 1) * self.log_every
+            stats = module.pop_stats()
+            stats["train/grad_steps"] = float(trainer.global_step)
+            self.tracker.log(stats, env_steps)
+        if self.evaluator.due(env_steps):
+            self.evaluator.run(env_steps, module.greedy, self.save)
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's start-up banner and the num_workers hint (replay is in-process by design)."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*is an iterable dataset.*")
+
+
+def train_dqn(cfg: DictConfig, tracker: Tracker, evaluator: Evaluator, stop: StopFlag) -> dict[str, Any]:
+    quiet_lightning()
+    env = make_vec_env(cfg.env, cfg.env.num_envs)
+    obs_space = env.single_observation_space
+    n_actions = int(env.single_action_space.n)  # type: ignore[attr-defined]
+    q_net = build_q_net(cfg.model.name, obs_space, n_actions, cfg.model.hidden)
+    module = DQN(
+        q_net,
+        gamma=cfg.algo.gamma,
+        lr=cfg.optim.lr,
+        adam_eps=cfg.optim.eps,
+        loss=cfg.algo.loss,
+        reward_clip=cfg.algo.reward_clip,
+        target_sync=cfg.schedule.target_sync,
+    )
+    buffer = ReplayBuffer(
+        cfg.buffer.capacity,
+        cfg.env.num_envs,
+        obs_space.shape,  # type: ignore[arg-type]
+        obs_space.dtype,  # type: ignore[arg-type]
+        stack=cfg.env.frame_stack if is_atari(cfg.env.id) else None,
+        seed=cfg.seed,
+    )
+    collector = Collector(
+        env,
+        module.greedy,
+        EpsilonSchedule.from_config(cfg.schedule.epsilon),
+        buffer,
+        seed=cfg.seed,
+        on_episode=tracker.on_episode,
+        on_step=tracker.on_step,
+    )
+    module.collector = collector
+    module.dataset = ReplayDataset(
+        buffer,
+        collector,
+        batch_size=cfg.batch_size,
+        learning_starts=cfg.learning_starts,
+        train_freq=cfg.train_freq,
+        total_steps=cfg.total_steps,
+        should_stop=lambda: stop.is_set() or evaluator.should_stop,
+    )
+    config = OmegaConf.to_container(cfg, resolve=True)
+
+    def save(path: Path) -> None:
+        state = {
+            "q_net": module.q_net.state_dict(),
+            "target_net": module.target_net.state_dict(),
+            "optimizer": trainer.optimizers[0].state_dict() if trainer.optimizers else None,
+            "env_steps": collector.env_steps,
+            "grad_steps": trainer.global_step,
+            "config": config,
+        }
+        save_atomic(state, path, torch.save)
+
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        precision=cfg.trainer.precision,
+        max_epochs=1,
+        logger=False,
+        callbacks=[Monitor(tracker, evaluator, cfg.logger.every, save)],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        gradient_clip_val=cfg.algo.max_grad_norm,
+        default_root_dir=str(tracker.run_dir),
+    )
+    trainer.fit(module)
+    env_steps = collector.env_steps
+    if not stop.is_set() and evaluator.last_step != env_steps:
+        evaluator.run(env_steps, module.greedy, save)
+    save(evaluator.ckpt_dir / "last.pt")
+    env.close()
+    return {
+        "grad_steps": trainer.global_step,
+        "replay_bytes": buffer.nbytes,
+        "last_checkpoint": str(evaluator.ckpt_dir / "last.pt"),
+    }

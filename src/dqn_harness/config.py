@@ -1,0 +1,263 @@
+"""Config schemas and validation.
+
+The dataclasses are registered in Hydra's ConfigStore as the base of ``conf/config.yaml``, so an
+unknown key or a value of the wrong type is rejected by Hydra while composing, before anything
+runs. Range checks that types cannot express live in :func:`validate`, which raises
+:class:`ConfigError` with the offending key so the CLI can print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium.spaces import Discrete
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+
+class ConfigError(ValueError):
+    """A config value is out of range or inconsistent; ``key`` names it for the message."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass
+class EnvConfig:
+    name: str = MISSING  # short name used in run names and W&B groups
+    id: str = MISSING  # gymnasium id, e.g. ALE/Pong-v5 or CartPole-v1
+    backend: str = "gymnasium"  # gymnasium | ale_vector (Atari only, C++ threads)
+    num_envs: int = 1  # parallel envs stepped together; each step is num_envs agent steps
+    frame: str = "full"  # Atari: full (whole screen to 84x84) | seed_crop (84x110, rows 18-101)
+    frame_skip: int = 4  # Atari: emulator frames per agent step (max-pooled over the last two)
+    frame_stack: int = 4  # Atari: frames per observation, channels first
+    noop_max: int = 30  # Atari: random no-ops after reset
+    fire_reset: bool = True  # Atari: press FIRE after reset in games that need it
+    repeat_action_probability: float = 0.0  # Atari sticky actions (0 = classic DQN setting)
+    max_episode_steps: int | None = None  # cap on agent steps per episode (None = env default)
+    reward_threshold: float | None = None  # return that counts as solved (None = env spec's)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra gym.make arguments
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "dqn"  # dqn | tabular
+    gamma: float = 0.99  # discount
+    alpha: float = 0.1  # tabular: TD step size
+    explore: str = "epsilon"  # tabular: epsilon (follow the schedule) | random (the seed's way)
+    loss: str = "huber"  # dqn: huber | mse
+    reward_clip: bool = False  # dqn: train on sign(r); logged returns stay unclipped
+    max_grad_norm: float | None = 10.0  # dqn: clip gradient norm (None = off)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "nature_cnn"  # nature_cnn | mlp
+    hidden: list[int] = field(default_factory=lambda: [512])  # dense widths after the trunk
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4  # Adam learning rate
+    eps: float = 1.5e-4  # Adam epsilon
+
+
+@dataclass
+class EpsilonConfig:
+    kind: str = "linear"  # linear | exponential
+    start: float = 1.0
+    end: float = 0.01
+    steps: int = 100_000  # agent steps from start to end (exponential: to within 1% of end)
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "atari"
+    epsilon: EpsilonConfig = field(default_factory=EpsilonConfig)
+    target_sync: int = 1000  # agent steps between hard copies of the online net into the target
+
+
+@dataclass
+class BufferConfig:
+    capacity: int = 100_000  # transitions kept (frames are stored once each)
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "wandb"  # wandb | tensorboard | csv | none
+    project: str = "dqn-harness"
+    entity: str | None = None
+    mode: str = "auto"  # wandb: auto (online when an API key is configured) | online | offline
+    group: str | None = None  # defaults to the env name
+    tags: list[str] = field(default_factory=list)
+    save_dir: str = "."  # wandb/ goes under here (tensorboard and csv logs go in the run dir)
+    every: int = 1000  # agent steps between scalar logs (epsilon, loss, q, sps)
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "cpu"
+    devices: int = 1
+    precision: str = "32-true"
+
+
+@dataclass
+class EvalConfig:
+    every: int = 50_000  # agent steps between evaluations
+    episodes: int = 10
+    epsilon: float = 0.05
+    num_envs: int = 1  # eval envs stepped together (episodes are split evenly between them)
+    stop_on_solve: bool = True  # end training once the eval mean reaches the reward threshold
+
+
+@dataclass
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    total_steps: int = 1_000_000  # agent env steps (an Atari agent step is frame_skip frames)
+    batch_size: int = 32
+    learning_starts: int = 10_000  # agent steps of pure collection before the first update
+    train_freq: int = 4  # agent steps per gradient step
+    run_name: str = MISSING  # {env}-{algo}-s{seed}-{timestamp}
+    progress: bool = True  # progress bar on stderr
+
+
+def register_configs() -> None:
+    """Register the schema so ``conf/config.yaml`` can name it first in its defaults list."""
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+ALGOS = ("dqn", "tabular")
+MODELS = ("nature_cnn", "mlp")
+BACKENDS = ("gymnasium", "ale_vector")
+FRAMES = ("full", "seed_crop")
+LOSSES = ("huber", "mse")
+EPS_KINDS = ("linear", "exponential")
+EXPLORES = ("epsilon", "random")
+LOGGERS = ("wandb", "tensorboard", "csv", "none")
+WANDB_MODES = ("auto", "online", "offline")
+
+
+def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(key, f"'{value}' is not one of {', '.join(options)}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(key, f"must be > 0, got {value}")
+
+
+def _unit(key: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(key, f"must be in [0, 1], got {value}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check ranges and cross-key consistency; raise ConfigError naming the first bad key."""
+    from dqn_harness.envs import check_env_id, is_atari, single_observation_space
+
+    _choice("algo.name", cfg.algo.name, ALGOS)
+    _choice("model.name", cfg.model.name, MODELS)
+    _choice("env.backend", cfg.env.backend, BACKENDS)
+    _choice("env.frame", cfg.env.frame, FRAMES)
+    _choice("algo.loss", cfg.algo.loss, LOSSES)
+    _choice("algo.explore", cfg.algo.explore, EXPLORES)
+    _choice("schedule.epsilon.kind", cfg.schedule.epsilon.kind, EPS_KINDS)
+    _choice("logger.name", cfg.logger.name, LOGGERS)
+    _choice("logger.mode", cfg.logger.mode, WANDB_MODES)
+
+    if not 0.0 < cfg.algo.gamma <= 1.0:
+        raise ConfigError("algo.gamma", f"must be in (0, 1], got {cfg.algo.gamma}")
+    if not 0.0 < cfg.algo.alpha <= 1.0:
+        raise ConfigError("algo.alpha", f"must be in (0, 1], got {cfg.algo.alpha}")
+    _positive("optim.lr", cfg.optim.lr)
+    _positive("optim.eps", cfg.optim.eps)
+    _unit("schedule.epsilon.start", cfg.schedule.epsilon.start)
+    _unit("schedule.epsilon.end", cfg.schedule.epsilon.end)
+    _unit("eval.epsilon", cfg.eval.epsilon)
+    _unit("env.repeat_action_probability", cfg.env.repeat_action_probability)
+    if cfg.schedule.epsilon.kind == "exponential" and cfg.schedule.epsilon.end <= 0:
+        raise ConfigError("schedule.epsilon.end", "must be > 0 for an exponential schedule")
+    for key in (
+        "schedule.epsilon.steps",
+        "schedule.target_sync",
+        "buffer.capacity",
+        "batch_size",
+        "train_freq",
+        "total_steps",
+        "env.num_envs",
+        "env.frame_skip",
+        "env.frame_stack",
+        "eval.every",
+        "eval.episodes",
+        "eval.num_envs",
+    ):
+        _positive(key, _get(cfg, key))
+    if cfg.learning_starts < 0:
+        raise ConfigError("learning_starts", f"must be >= 0, got {cfg.learning_starts}")
+    if cfg.env.noop_max < 0:
+        raise ConfigError("env.noop_max", f"must be >= 0, got {cfg.env.noop_max}")
+    if cfg.algo.max_grad_norm is not None:
+        _positive("algo.max_grad_norm", cfg.algo.max_grad_norm)
+    if any(h <= 0 for h in cfg.model.hidden):
+        raise ConfigError("model.hidden", f"widths must be > 0, got {list(cfg.model.hidden)}")
+    if cfg.batch_size > cfg.buffer.capacity:
+        raise ConfigError(
+            "batch_size",
+            f"{cfg.batch_size} is larger than buffer.capacity ({cfg.buffer.capacity})",
+        )
+    if cfg.eval.num_envs > cfg.eval.episodes:
+        raise ConfigError(
+            "eval.num_envs", f"{cfg.eval.num_envs} is more than eval.episodes ({cfg.eval.episodes})"
+        )
+    check_env_id(cfg.env)
+    space = single_observation_space(cfg.env)
+    if cfg.algo.name == "tabular":
+        if not isinstance(space, Discrete):
+            raise ConfigError(
+                "algo", f"tabular needs a discrete observation space; {cfg.env.id} has {space}"
+            )
+        return
+    if cfg.model.name == "nature_cnn" and not is_atari(cfg.env.id):
+        raise ConfigError(
+            "model", f"nature_cnn needs Atari frames; use model=mlp for {cfg.env.id}"
+        )
+    if cfg.learning_starts < cfg.batch_size:
+        raise ConfigError(
+            "learning_starts",
+            f"{cfg.learning_starts} is smaller than batch_size ({cfg.batch_size})",
+        )
+    _check_replay_memory(cfg, space)
+
+
+def _check_replay_memory(cfg: DictConfig, space: Any) -> None:
+    from dqn_harness.replay.buffer import ReplayBuffer, available_memory_bytes
+
+    frame_shape = space.shape[1:] if len(space.shape) == 3 else space.shape
+    need = ReplayBuffer.nbytes_for(cfg.buffer.capacity, frame_shape, np.dtype(space.dtype))
+    have = available_memory_bytes()
+    if have is not None and need > 0.9 * have:
+        raise ConfigError(
+            "buffer.capacity",
+            f"{cfg.buffer.capacity:,} transitions need {need / 2**30:.1f} GiB of replay memory "
+            f"but only {have / 2**30:.1f} GiB is available",
+        )
+
+
+def _get(cfg: DictConfig, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node

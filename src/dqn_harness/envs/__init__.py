@@ -1,0 +1,65 @@
+"""Environment construction: every backend is a gymnasium vector env (NEXT_STEP autoreset).
+
+The collector and the evaluator only ever see ``VectorEnv``s, so one code path serves CartPole,
+FrozenLake and Atari on either backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ale_py
+import gymnasium as gym
+from gymnasium.vector import SyncVectorEnv, VectorEnv
+
+from dqn_harness.config import ConfigError
+from dqn_harness.envs.atari import ale_game, make_atari_vector
+
+gym.register_envs(ale_py)
+
+
+def is_atari(env_id: str) -> bool:
+    return env_id.startswith("ALE/")
+
+
+def check_env_id(cfg: Any) -> None:
+    """Fail early, with the key, on an env id gymnasium or ALE does not know."""
+    try:
+        gym.spec(cfg.id)
+    except gym.error.Error as exc:
+        raise ConfigError("env.id", f"unknown environment '{cfg.id}' ({exc})") from None
+    if is_atari(cfg.id):
+        if ale_py.roms.get_rom_path(ale_game(cfg.id)) is None:
+            raise ConfigError("env.id", f"no ALE ROM for '{cfg.id}'")
+    elif cfg.backend == "ale_vector":
+        raise ConfigError("env.backend", f"ale_vector runs Atari games only, not '{cfg.id}'")
+    elif cfg.frame != "full":
+        raise ConfigError("env.frame", f"frame modes apply to Atari games only, not '{cfg.id}'")
+
+
+def make_vec_env(cfg: Any, num_envs: int) -> VectorEnv:
+    """Build ``num_envs`` copies of the configured env; seed it with ``reset(seed=...)``."""
+    if is_atari(cfg.id):
+        return make_atari_vector(cfg, num_envs)
+    kwargs = dict(cfg.kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    return SyncVectorEnv([lambda: gym.make(cfg.id, **kwargs) for _ in range(num_envs)])
+
+
+def reward_threshold(cfg: Any) -> float | None:
+    """The configured solve threshold, else the env spec's (CartPole 475, FrozenLake 0.70)."""
+    if cfg.reward_threshold is not None:
+        return float(cfg.reward_threshold)
+    threshold = gym.spec(cfg.id).reward_threshold
+    return None if threshold is None else float(threshold)
+
+
+def single_observation_space(cfg: Any) -> gym.Space:
+    """The observation space an agent will see, without building the (possibly vector) env."""
+    if is_atari(cfg.id):
+        return gym.spaces.Box(0, 255, (cfg.frame_stack, 84, 84), dtype="uint8")
+    env = gym.make(cfg.id, **dict(cfg.kwargs))
+    space = env.observation_space
+    env.close()
+    return space

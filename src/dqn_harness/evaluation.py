@@ -1,0 +1,143 @@
+"""Evaluation on a separate env, its cadence, the solved rule, and best/last checkpoints.
+
+Episodes are split evenly across the eval envs and each env runs until it has finished its own
+share: taking the first N episodes to finish would favour short ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import VectorEnv
+
+from dqn_harness.collector import Policy
+
+
+def evaluate(
+    env: VectorEnv,
+    policy: Policy,
+    episodes: int,
+    epsilon: float,
+    rng: np.random.Generator,
+    seed: int | None = None,
+) -> list[float]:
+    n = env.num_envs
+    quota = np.full(n, episodes // n)
+    quota[: episodes % n] += 1
+    n_actions = int(env.single_action_space.n)  # type: ignore[attr-defined]
+    obs, _ = env.reset(seed=seed)
+    returns: list[float] = []
+    running = np.zeros(n)
+    finished = np.zeros(n, dtype=int)
+    autoreset = np.zeros(n, dtype=bool)
+    while (finished < quota).any():
+        actions = policy(obs)
+        explore = rng.random(n) < epsilon
+        actions = np.where(explore, rng.integers(n_actions, size=n), actions)
+        obs, rewards, terminated, truncated, _ = env.step(actions)
+        real = ~autoreset
+        running += np.where(real, rewards, 0.0)
+        done = (terminated | truncated) & real
+        for e in np.flatnonzero(done):
+            if finished[e] < quota[e]:
+                returns.append(float(running[e]))
+                finished[e] += 1
+            running[e] = 0.0
+        autoreset = done
+    return returns
+
+
+def save_atomic(obj: Any, path: Path, save: Callable[[Any, Any], None]) -> None:
+    """Write to a temporary name and rename, so a kill mid-write leaves the old file intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Evaluator:
+    """Runs an evaluation every ``every`` agent steps, keeps best/last checkpoints, decides solved."""
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        cfg: Any,
+        threshold: float | None,
+        run_dir: Path,
+        seed: int,
+        log: Callable[[dict[str, float], int], None],
+    ) -> None:
+        self.env = env
+        self.every = cfg.every
+        self.episodes = cfg.episodes
+        self.epsilon = cfg.epsilon
+        self.stop_on_solve = cfg.stop_on_solve
+        self.threshold = threshold
+        self.log = log
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.rng = np.random.default_rng(seed)
+        self.seed: int | None = seed  # first evaluation seeds the env; later ones continue its RNG
+        self.next_at = cfg.every
+        self.last_step = -1
+        self.count = 0
+        self.last_mean: float | None = None
+        self.best_mean: float | None = None
+        self.solved_at: int | None = None
+        self.best_path: Path | None = None
+        self.last_path: Path | None = None
+
+    @property
+    def solved(self) -> bool:
+        return self.solved_at is not None
+
+    def due(self, env_steps: int) -> bool:
+        return env_steps >= self.next_at
+
+    def run(self, env_steps: int, policy: Policy, checkpoint: Callable[[Path], None]) -> float:
+        returns = evaluate(self.env, policy, self.episodes, self.epsilon, self.rng, self.seed)
+        self.seed = None
+        self.count += 1
+        self.last_step = env_steps
+        self.next_at = (env_steps // self.every + 1) * self.every
+        mean = float(np.mean(returns))
+        self.last_mean = mean
+        self.log(
+            {
+                "eval/return_mean": mean,
+                "eval/return_std": float(np.std(returns)),
+                "eval/episodes": float(len(returns)),
+            },
+            env_steps,
+        )
+        self.last_path = self.ckpt_dir / "last.pt"
+        checkpoint(self.last_path)
+        if self.best_mean is None or mean > self.best_mean:
+            self.best_mean = mean
+            self.best_path = self.ckpt_dir / "best.pt"
+            checkpoint(self.best_path)
+        if self.threshold is not None and mean >= self.threshold and self.solved_at is None:
+            self.solved_at = env_steps
+        return mean
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stop_on_solve and self.solved
+
+    def summary(self) -> dict[str, Any]:
+        best = self.best_path or self.last_path
+        return {
+            "eval_return_mean": self.last_mean,
+            "best_eval_return": self.best_mean,
+            "solved": self.solved,
+            "solved_at_step": self.solved_at,
+            "reward_threshold": self.threshold,
+            "evaluations": self.count,
+            "checkpoint": None if best is None else str(best),
+        }

@@ -1,0 +1,62 @@
+"""Q-networks. Observations arrive as stored (uint8 frames, int states); scaling happens here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+
+class NatureCNN(nn.Module):
+    """Mnih et al. 2015: 3 conv + 2 dense layers over a (stack, 84, 84) uint8 observation."""
+
+    def __init__(self, in_channels: int, n_actions: int, hidden: Sequence[int] = (512,)) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.head = mlp(64 * 7 * 7, hidden, n_actions)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(obs.float() / 255.0))
+
+
+class MLP(nn.Module):
+    """For vector observations; discrete observations (FrozenLake) are one-hot encoded."""
+
+    def __init__(self, obs_space: gym.Space, n_actions: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.n_states = int(obs_space.n) if isinstance(obs_space, gym.spaces.Discrete) else None
+        in_dim = self.n_states or int(np.prod(obs_space.shape))  # type: ignore[arg-type]
+        self.net = mlp(in_dim, hidden, n_actions)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.n_states is not None:
+            x = nn.functional.one_hot(obs.long(), self.n_states).float()
+        else:
+            x = obs.float().flatten(1)
+        return self.net(x)
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+def build_q_net(name: str, obs_space: gym.Space, n_actions: int, hidden: Sequence[int]) -> nn.Module:
+    if name == "nature_cnn":
+        return NatureCNN(obs_space.shape[0], n_actions, hidden)  # type: ignore[index]
+    return MLP(obs_space, n_actions, hidden)

@@ -1,0 +1,57 @@
+"""One training run from a composed config: the function train.py and every sweep trial call."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from dqn_harness.config import validate
+from dqn_harness.envs import make_vec_env, reward_threshold
+from dqn_harness.evaluation import Evaluator
+from dqn_harness.stopping import StopFlag
+from dqn_harness.tracking import Tracker
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Validate, train, evaluate; always leave summary.json behind once training has started.
+
+    ``summary["status"]`` is ``solved``, ``finished``, ``interrupted`` (Ctrl-C / SIGTERM, with
+    ``exit_code`` 130 / 143) or ``failed`` (an exception, which is re-raised).
+    """
+    validate(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    stop = StopFlag()
+    stop.install()
+    tracker = Tracker(cfg, run_dir, progress=cfg.progress)
+    eval_env = make_vec_env(cfg.env, cfg.eval.num_envs)
+    evaluator = Evaluator(
+        eval_env, cfg.eval, reward_threshold(cfg.env), run_dir, cfg.seed + 10_000, tracker.log
+    )
+    status, extra = "failed", {}
+    try:
+        if cfg.algo.name == "dqn":
+            from dqn_harness.agents.dqn import train_dqn as train
+        else:
+            from dqn_harness.agents.tabular import train_tabular as train
+        extra = train(cfg, tracker, evaluator, stop)
+        status = "interrupted" if stop.is_set() else ("solved" if evaluator.solved else "finished")
+    finally:
+        summary = tracker.write_summary({**evaluator.summary(), **extra, "status": status})
+        tracker.close(summary, status)
+        stop.uninstall()
+        eval_env.close()
+    summary["exit_code"] = stop.exit_code
+    return summary

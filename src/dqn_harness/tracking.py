@@ -1,0 +1,185 @@
+"""Run tracking: Lightning loggers with agent env steps as the x-axis, the progress bar, summary.json.
+
+Lightning's ``global_step`` counts gradient steps, which differ from agent steps by ``train_freq``
+and from Atari frames by ``frame_skip``. Every metric here is logged with an explicit ``env_steps``
+value, and in W&B ``env_steps`` is declared the step metric, so curves from DQN and tabular runs,
+or runs with different ``train_freq``, line up.
+"""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from tqdm import tqdm
+
+from dqn_harness.evaluation import save_atomic
+
+STEP_METRIC = "env_steps"
+METRIC_PREFIXES = ("train", "eval", "perf")
+
+
+def wandb_has_credentials() -> bool:
+    """An API key in the environment or in ~/.netrc (what `wandb login` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(auth and auth[2])
+
+
+def wandb_mode(requested: str) -> str:
+    if os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
+        return os.environ["WANDB_MODE"]
+    if requested != "auto":
+        return requested
+    return "online" if wandb_has_credentials() else "offline"
+
+
+def make_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+    name = cfg.logger.name
+    if name == "none":
+        return []
+    if name == "csv":
+        return [CSVLogger(str(run_dir), name="csv", version="")]
+    if name == "tensorboard":
+        return [TensorBoardLogger(str(run_dir), name="tensorboard", version="")]
+    mode = wandb_mode(cfg.logger.mode)
+    save_dir = Path(cfg.logger.save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        WandbLogger(
+            name=cfg.run_name,
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            save_dir=str(save_dir),
+            offline=mode == "offline",
+            mode=mode,
+            group=cfg.logger.group or cfg.env.name,
+            tags=list(cfg.logger.tags) + [cfg.env.name, cfg.algo.name],
+            job_type="train",
+            config=OmegaConf.to_container(cfg, resolve=True),
+            log_model=False,
+        )
+    ]
+
+
+class Tracker:
+    """Fans metrics out to the loggers, draws the progress bar, writes summary.json."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.loggers = make_loggers(cfg, run_dir)
+        self.wandb_run_dir: str | None = None
+        for lg in self.loggers:
+            if isinstance(lg, WandbLogger):
+                run = lg.experiment
+                run.define_metric(STEP_METRIC)
+                for prefix in METRIC_PREFIXES:
+                    run.define_metric(f"{prefix}/*", step_metric=STEP_METRIC)
+                self.wandb_run_dir = str(Path(run.dir).parent.resolve())
+                if wandb_mode(cfg.logger.mode) == "offline":
+                    print(
+                        f"W&B is offline (no API key configured): run saved in {self.wandb_run_dir}\n"
+                        f"  browse: wandb leet {Path(cfg.logger.save_dir) / 'wandb'}   "
+                        f"upload: wandb sync {self.wandb_run_dir}",
+                        file=sys.stderr,
+                    )
+        self.start = time.perf_counter()
+        self.log_every = cfg.logger.every
+        self.next_log = self.log_every
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.episodes = 0
+        self.env_steps = 0
+        self.epsilon = 1.0
+        self._rate_mark = (self.start, 0)
+        self.sps = 0.0
+        self._bar_time = 0.0
+        self.bar = tqdm(
+            total=cfg.total_steps,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not progress,
+            mininterval=0.5,
+            smoothing=0.1,
+            file=sys.stderr,
+        )
+
+    def log(self, metrics: dict[str, float], env_steps: int) -> None:
+        for lg in self.loggers:
+            if isinstance(lg, WandbLogger):
+                lg.experiment.log({**metrics, STEP_METRIC: env_steps})
+            else:
+                lg.log_metrics(metrics, step=env_steps)
+
+    def on_episode(self, env_steps: int, episode_return: float, length: int) -> None:
+        self.episodes += 1
+        self.recent_returns.append(episode_return)
+        self.log(
+            {"train/episode_return": episode_return, "train/episode_length": float(length)},
+            env_steps,
+        )
+
+    def on_step(self, env_steps: int, epsilon: float) -> None:
+        """Called after every vector step: cheap unless a log or a bar refresh is due."""
+        self.env_steps = env_steps
+        self.epsilon = epsilon
+        if env_steps >= self.next_log:
+            self.next_log = (env_steps // self.log_every + 1) * self.log_every
+            now = time.perf_counter()
+            t0, s0 = self._rate_mark
+            self.sps = (env_steps - s0) / max(now - t0, 1e-9)
+            self._rate_mark = (now, env_steps)
+            self.log({"train/epsilon": epsilon, "perf/sps": self.sps}, env_steps)
+        now = time.perf_counter()
+        if now - self._bar_time > 0.5:
+            self._bar_time = now
+            self.bar.n = min(env_steps, self.bar.total)
+            ret = (
+                sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else float("nan")
+            )
+            self.bar.set_postfix_str(f"return={ret:.2f} eps={epsilon:.3f} sps={self.sps:.0f}", refresh=False)
+            self.bar.refresh()
+
+    @property
+    def wall_s(self) -> float:
+        return time.perf_counter() - self.start
+
+    def write_summary(self, fields: dict[str, Any]) -> dict[str, Any]:
+        summary = {
+            "env_steps": self.env_steps,
+            "sps": self.env_steps / max(self.wall_s, 1e-9),
+            "wall_s": self.wall_s,
+            "wandb_run_dir": self.wandb_run_dir,
+            "episodes": self.episodes,
+            **fields,
+        }
+        text = json.dumps(summary, indent=2)
+        save_atomic(text.encode(), self.run_dir / "summary.json", lambda obj, f: f.write(obj))
+        return summary
+
+    def close(self, summary: dict[str, Any], status: str) -> None:
+        """Finish the bar and the loggers; W&B gets the summary fields and the exit status."""
+        self.bar.n = min(self.env_steps, self.bar.total)
+        self.bar.close()
+        for lg in self.loggers:
+            if isinstance(lg, WandbLogger):
+                run = lg.experiment
+                for key, value in summary.items():
+                    if value is not None:
+                        run.summary[key] = value
+                run.summary["status"] = status
+                run.finish(exit_code=0 if status in ("finished", "solved") else 1)
+            else:
+                lg.finalize("success" if status in ("finished", "solved") else "failed")

@@ -1,0 +1,15 @@
+"""Train a DQN or tabular Q-learning agent: ``python train.py env=pong`` (see README)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from dqn_harness.cli import train_main
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    train_main(cfg)
+
+
+if __name__ == "__main__":
+    main()
