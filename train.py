@@ -1,9 +1,14 @@
 """Train a DQN or tabular Q-learning agent: ``python train.py env=pong`` (see README)."""
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from dqn_harness.cli import train_main
+from dqn_harness.cli import preflight, train_main
+
+CONF = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -12,4 +17,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight(CONF, sys.argv[1:])
     main()

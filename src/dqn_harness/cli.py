@@ -6,12 +6,53 @@ import shutil
 import sys
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from dqn_harness.config import ConfigError, register_configs
+from dqn_harness.config import Config, ConfigError, register_configs
 
 register_configs()
+
+
+def preflight(conf_dir: Path, argv: list[str]) -> None:
+    """Compose once up front so a bad override gets one line naming the key, not Hydra's report.
+
+    Hydra's own messages are correct but run to several lines and suggest ``+key=`` appends that
+    our schema would reject anyway. Flags (``--cfg``, ``-m``, ...) are left to Hydra itself.
+    """
+    if any(arg.startswith("-") for arg in argv):
+        return
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            compose(config_name="config", overrides=argv)
+    except MissingConfigException as exc:
+        first = str(exc).splitlines()[0].replace("In 'config': ", "")
+        options = ", ".join(exc.options or [])
+        _fail(f"{first}; available: {options}" if options else first)
+    except ConfigCompositionException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+            _fail(f"unknown config key '{cause.full_key}'{_known_keys(cause.full_key)}")
+        if isinstance(cause, ValidationError):
+            _fail(f"{cause.full_key}: {str(cause.msg).splitlines()[0]}")
+        _fail(str(exc).splitlines()[0])
+
+
+def _known_keys(full_key: str) -> str:
+    node = OmegaConf.structured(Config)
+    for part in full_key.split(".")[:-1]:
+        node = node.get(part) if isinstance(node, DictConfig) else None
+    if not isinstance(node, DictConfig):
+        return ""
+    return f" (known keys here: {', '.join(str(k) for k in node.keys())})"
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _drop_empty_run_dir(run_dir: Path) -> None:
@@ -31,8 +72,7 @@ def train_main(cfg: DictConfig) -> None:
         summary = run(cfg, run_dir)
     except ConfigError as exc:
         _drop_empty_run_dir(run_dir)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(exc))
     print(describe(summary, run_dir))
     if summary["exit_code"]:
         sys.exit(summary["exit_code"])

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from gymnasium.spaces import Discrete
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -166,6 +166,7 @@ def _unit(key: str, value: float) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check ranges and cross-key consistency; raise ConfigError naming the first bad key."""
+    _check_known_keys(cfg, OmegaConf.to_container(OmegaConf.structured(Config)), "")
     from dqn_harness.envs import check_env_id, is_atari, single_observation_space
 
     _choice("algo.name", cfg.algo.name, ALGOS)
@@ -254,6 +255,16 @@ def _check_replay_memory(cfg: DictConfig, space: Any) -> None:
             f"{cfg.buffer.capacity:,} transitions need {need / 2**30:.1f} GiB of replay memory "
             f"but only {have / 2**30:.1f} GiB is available",
         )
+
+
+def _check_known_keys(cfg: DictConfig, schema: Any, prefix: str) -> None:
+    """``+key=value`` can slip past Hydra's struct check; nothing outside the schema may run."""
+    for key in cfg:
+        full = f"{prefix}{key}"
+        if key not in schema:
+            raise ConfigError(full, "unknown config key")
+        if isinstance(schema[key], dict) and full != "env.kwargs":
+            _check_known_keys(cfg[key], schema[key], f"{full}.")
 
 
 def _get(cfg: DictConfig, dotted: str) -> Any:

@@ -147,15 +147,17 @@ class ReplayBuffer:
 
     def sample_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Uniform over stored transitions whose whole stack history is still in the ring."""
-        if self.transitions < batch_size:
-            raise ValueError(f"cannot sample {batch_size} from {self.transitions} transitions")
+        if self.transitions == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
         full = self.written == self.slots
         oldest = self.cursor if full else 0
         skip = (self.stack or 1) - 1 if full else 0
         envs_out: list[np.ndarray] = []
         slots_out: list[np.ndarray] = []
         need = batch_size
-        while need > 0:
+        for _ in range(10_000):
+            if need == 0:
+                break
             n = need * 2 + 8
             envs = self.rng.integers(self.num_envs, size=n)
             slots = (oldest + self.rng.integers(skip, self.written, size=n)) % self.slots
@@ -163,6 +165,8 @@ class ReplayBuffer:
             envs_out.append(envs[keep][:need])
             slots_out.append(slots[keep][:need])
             need -= len(envs_out[-1])
+        else:
+            raise RuntimeError("replay sampling found no complete transition")
         return np.concatenate(envs_out), np.concatenate(slots_out)
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:

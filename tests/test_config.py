@@ -1,0 +1,98 @@
+"""Every shipped config composes and validates; every bad input fails with a short, named error."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from dqn_harness.config import ConfigError, validate
+
+from .conftest import compose_cfg, run_train
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["env=pong"],
+        ["env=breakout"],
+        ["env=cartpole"],
+        ["env=frozenlake"],
+        ["env=frozenlake", "algo=tabular"],
+        ["env=pong", "env.backend=ale_vector", "env.num_envs=4"],
+        ["env=pong", "env.frame=seed_crop"],
+        ["env=pong", "env.id=ALE/SpaceInvaders-v5", "env.name=spaceinvaders"],
+        ["env=cartpole", "schedule=exponential"],
+        ["env=cartpole", "logger=csv", "trainer=cpu"],
+    ],
+)
+def test_shipped_configs_compose_and_validate(overrides):
+    cfg = compose_cfg(*overrides)
+    validate(cfg)
+    assert OmegaConf.missing_keys(cfg) == set()
+
+
+def test_env_presets_pick_their_model_and_schedule():
+    assert compose_cfg("env=pong").model.name == "nature_cnn"
+    assert compose_cfg("env=cartpole").model.name == "mlp"
+    assert compose_cfg("env=cartpole").schedule.name == "classic"
+    # the command line still wins over the preset
+    assert compose_cfg("env=cartpole", "schedule=fast").schedule.name == "fast"
+
+
+def test_run_name_pattern():
+    cfg = compose_cfg("env=cartpole", "seed=7")
+    assert cfg.run_name.startswith("cartpole-dqn-s7-")
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["algo.gamma=1.5"], "algo.gamma"),
+        (["algo.gamma=0"], "algo.gamma"),
+        (["optim.lr=0"], "optim.lr"),
+        (["optim.lr=-0.1"], "optim.lr"),
+        (["schedule.epsilon.start=1.2"], "schedule.epsilon.start"),
+        (["schedule.epsilon.end=-0.1"], "schedule.epsilon.end"),
+        (["eval.epsilon=2"], "eval.epsilon"),
+        (["batch_size=512", "buffer.capacity=100"], "batch_size"),
+        (["learning_starts=10", "batch_size=64"], "learning_starts"),
+        (["env.id=ALE/NoSuchGame-v5"], "env.id"),
+        (["env.id=NoSuchEnv-v0"], "env.id"),
+        (["env.backend=ale_vector"], "env.backend"),
+        (["algo=tabular"], "algo"),
+        (["model=nature_cnn"], "model"),
+        (["buffer.capacity=100000000", "env=pong"], "buffer.capacity"),
+    ],
+)
+def test_validate_names_the_bad_key(overrides, key):
+    base = [] if "env=pong" in overrides else ["env=cartpole"]
+    cfg = compose_cfg(*base, *overrides)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["no_such_key=1"], "no_such_key"),
+        (["optim.lrr=0.1"], "optim.lrr"),
+        (["env=atlantis"], "available: breakout, cartpole"),
+        (["env.id=ALE/NoSuchGame-v5"], "env.id"),
+        (["algo.gamma=1.5"], "algo.gamma"),
+        (["optim.lr=-1"], "optim.lr"),
+        (["schedule.epsilon.start=1.5"], "schedule.epsilon.start"),
+        (["batch_size=256", "buffer.capacity=128"], "batch_size"),
+        (["optim.lr=abc"], "optim.lr"),
+        (["+surprise=1"], "surprise"),
+    ],
+)
+def test_cli_rejects_bad_input_without_traceback(tmp_path, args, expected):
+    run_dir = tmp_path / "run"
+    proc = run_train("env=cartpole", f"hydra.run.dir={run_dir}", *args, cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    message = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("\t")]
+    assert len(message) <= 5, proc.stderr  # tab-indented lines are Hydra's list of options
+    assert not run_dir.exists(), "a rejected config must not leave a run dir behind"

@@ -1,0 +1,121 @@
+"""The DQN update against hand-computed cases, and the target net's freeze/sync discipline."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dqn_harness.agents.dqn import DQN
+from dqn_harness.nets import MLP, NatureCNN
+from dqn_harness.schedules import EpsilonSchedule, TargetSync
+
+
+class Fixed(nn.Module):
+    """Q(s, ·) = a fixed table row per scalar state, so targets can be computed by hand."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = nn.Parameter(torch.tensor(table, dtype=torch.float32))
+
+    def forward(self, obs):
+        return self.table[obs.long()]
+
+
+def test_td_target_bootstraps_through_truncation_not_termination():
+    module = DQN(Fixed([[1.0, 2.0], [3.0, 5.0]]), gamma=0.5, lr=1e-3, loss="mse")
+    batch = {
+        "obs": torch.tensor([0, 0, 0]),
+        "actions": torch.tensor([0, 1, 1]),
+        "rewards": torch.tensor([1.0, 1.0, 1.0]),
+        "next_obs": torch.tensor([1, 1, 1]),
+        "terminated": torch.tensor([0.0, 1.0, 0.0]),
+        "truncated": torch.tensor([0.0, 0.0, 1.0]),
+    }
+    loss, q = module.td_loss(batch)
+    # targets: 1 + 0.5*5 = 3.5 (ongoing), 1 (terminal), 3.5 (truncated still bootstraps)
+    expected = ((1 - 3.5) ** 2 + (2 - 1.0) ** 2 + (2 - 3.5) ** 2) / 3
+    assert q.tolist() == [1.0, 2.0, 2.0]
+    assert loss.item() == pytest.approx(expected)
+
+
+def test_reward_clipping_applies_to_the_target_only():
+    module = DQN(Fixed([[0.0, 0.0]]), gamma=0.9, lr=1e-3, loss="mse", reward_clip=True)
+    batch = {
+        "obs": torch.tensor([0]),
+        "actions": torch.tensor([0]),
+        "rewards": torch.tensor([25.0]),
+        "next_obs": torch.tensor([0]),
+        "terminated": torch.tensor([1.0]),
+        "truncated": torch.tensor([0.0]),
+    }
+    loss, _ = module.td_loss(batch)
+    assert loss.item() == pytest.approx(1.0)
+
+
+def test_target_net_stays_frozen_until_synced():
+    torch.manual_seed(0)
+    net = MLP(gym.spaces.Box(-1, 1, (4,)), 2, [16])
+    module = DQN(net, gamma=0.99, lr=1e-2, target_sync=100)
+    before = [p.clone() for p in module.target_net.parameters()]
+    assert all(not p.requires_grad for p in module.target_net.parameters())
+    optimizer = module.configure_optimizers()
+    batch = {
+        "obs": torch.randn(32, 4),
+        "actions": torch.randint(0, 2, (32,)),
+        "rewards": torch.randn(32),
+        "next_obs": torch.randn(32, 4),
+        "terminated": torch.zeros(32),
+        "truncated": torch.zeros(32),
+    }
+    for _ in range(5):
+        loss, _ = module.td_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    online = list(module.q_net.parameters())
+    assert any(not torch.equal(p, b) for p, b in zip(online, before, strict=True)), "online must learn"
+    assert all(torch.equal(p, b) for p, b in zip(module.target_net.parameters(), before, strict=True))
+
+    class C:
+        env_steps = 99
+
+    module.collector = C()  # type: ignore[assignment]
+    module.on_train_batch_end(None, batch, 0)
+    assert all(torch.equal(p, b) for p, b in zip(module.target_net.parameters(), before, strict=True))
+    C.env_steps = 100
+    module.on_train_batch_end(None, batch, 0)
+    for p, q in zip(module.target_net.parameters(), module.q_net.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_target_sync_counts_agent_steps_across_vector_jumps():
+    sync = TargetSync(1000)
+    due = [s for s in range(0, 5000, 8) if sync.due(s)]
+    assert due == [1000, 2000, 3000, 4000]
+
+
+def test_epsilon_schedules():
+    lin = EpsilonSchedule("linear", 1.0, 0.1, 100)
+    assert lin(0) == 1.0 and lin(50) == pytest.approx(0.55) and lin(100) == lin(10_000) == pytest.approx(0.1)
+    exp = EpsilonSchedule("exponential", 1.0, 0.01, 1000)
+    assert exp(0) == 1.0
+    assert exp(1000) == pytest.approx(0.01 + 0.99 * 0.01)
+    assert exp(500) < lin(50) + 1 and exp(10_000) == pytest.approx(0.01, abs=1e-6)
+
+
+def test_nature_cnn_scales_uint8_inside_forward():
+    net = NatureCNN(4, 6)
+    obs = torch.from_numpy(np.full((2, 4, 84, 84), 255, dtype=np.uint8))
+    out = net(obs)
+    assert out.shape == (2, 6)
+    assert torch.allclose(net(obs), net.head(net.trunk(torch.ones(2, 4, 84, 84))))
+    assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 3
+    assert sum(isinstance(m, nn.Linear) for m in net.modules()) == 2
+
+
+def test_mlp_one_hot_encodes_discrete_states():
+    net = MLP(gym.spaces.Discrete(16), 4, [8])
+    assert net(torch.tensor([0, 15])).shape == (2, 4)

@@ -1,0 +1,146 @@
+"""Real trainings through the real CLI: what a researcher runs, checked from what it leaves on disk."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, run_train
+
+QUIET = ["progress=false"]
+
+
+def summary_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def metrics_of(run_dir: Path) -> list[dict]:
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_tabular_frozenlake_solves_and_stops(tmp_path):
+    """Budget: 200k agent steps (the preset's total_steps); seed 0 solves in ~60k."""
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "algo=tabular", "env=frozenlake", "logger=csv", "seed=0", f"hydra.run.dir={run_dir}", *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SOLVED" in proc.stdout
+    s = summary_of(run_dir)
+    assert s["solved"] is True and s["status"] == "solved"
+    assert s["eval_return_mean"] >= 0.70
+    assert s["env_steps"] == s["solved_at_step"] < 200_000, "training must stop once solved"
+    assert (run_dir / "checkpoints" / "best.pt").exists()
+    evals = [float(r["eval/return_mean"]) for r in metrics_of(run_dir) if r.get("eval/return_mean")]
+    assert evals[-1] >= 0.70 and all(e < 0.70 for e in evals[:-1])
+    assert all(json.loads((run_dir / "summary.json").read_text())[k] is not None for k in ("sps", "wall_s"))
+
+
+@pytest.mark.slow
+def test_dqn_cartpole_learns(tmp_path):
+    """Budget: 15k agent steps with the shipped CartPole preset; a random policy scores ~22."""
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=cartpole", "logger=csv", "seed=0", "total_steps=15000", f"hydra.run.dir={run_dir}", *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = summary_of(run_dir)
+    assert s["best_eval_return"] >= 100, s
+    rows = metrics_of(run_dir)
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert losses and all(math.isfinite(v) for v in losses)
+    eps = [float(r["train/epsilon"]) for r in rows if r.get("train/epsilon")]
+    assert eps[0] > 0.5 and eps[-1] == pytest.approx(0.05)
+    # metrics are indexed by agent steps, not gradient steps
+    steps = [int(r["step"]) for r in rows if r.get("eval/return_mean")]
+    assert steps[:3] == [5000, 10000, 15000]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend_args",
+    [["env.backend=gymnasium"], ["env.backend=ale_vector", "env.num_envs=2", "eval.num_envs=1"]],
+    ids=["gymnasium", "ale_vector"],
+)
+def test_pong_smoke(tmp_path, backend_args):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=pong", "total_steps=3000", "learning_starts=1000", "buffer.capacity=5000",
+        "eval.every=2000", "eval.episodes=1", "logger=csv", "logger.every=500", f"hydra.run.dir={run_dir}",
+        *backend_args, *QUIET, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = summary_of(run_dir)
+    assert s["env_steps"] >= 3000 and s["evaluations"] >= 1
+    assert s["grad_steps"] >= (3000 - 1000) // 4 - 2
+    assert Path(s["checkpoint"]).exists() and (run_dir / "checkpoints" / "last.pt").exists()
+    losses = [float(r["train/loss"]) for r in metrics_of(run_dir) if r.get("train/loss")]
+    assert losses and all(math.isfinite(v) for v in losses)
+    # Pong returns are game scores in [-21, 21]
+    assert -21 <= s["eval_return_mean"] <= 21
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_holds_metrics_and_config(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=cartpole", "total_steps=2000", "learning_starts=500", "eval.every=1000", "eval.episodes=2",
+        "logger=wandb", "logger.every=500", f"logger.save_dir={tmp_path}", "logger.tags=[ci]",
+        f"hydra.run.dir={run_dir}", *QUIET, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "wandb sync" in proc.stderr  # tells the user how to upload later
+    s = summary_of(run_dir)
+    wandb_dir = Path(s["wandb_run_dir"])
+    assert wandb_dir.parent == tmp_path / "wandb" and wandb_dir.name.startswith("offline-run-")
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary", "--json", str(wandb_dir)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    record = json.loads(out.stdout)
+    assert record["state"] == "finished"
+    assert record["name"].startswith("cartpole-dqn-s0-")
+    assert set(record["tags"]) >= {"ci", "cartpole", "dqn"}
+    config = record["config"]
+    assert config["env"]["id"] == "CartPole-v1" and config["total_steps"] == 2000
+    assert config["schedule"]["target_sync"] == 500
+    summary = record["summary"]
+    assert summary["env_steps"] == 2000
+    for key in ("train/loss", "train/q_mean", "train/epsilon", "train/episode_return", "eval/return_mean", "perf/sps"):
+        assert key in summary, key
+    assert summary["best_eval_return"] == s["best_eval_return"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_with_summary(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "env=cartpole", "total_steps=1000000", "logger=csv",
+         "eval.every=1000000", f"hydra.run.dir={run_dir}", *QUIET],
+        cwd=tmp_path, env={**os.environ, "WANDB_MODE": "offline"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    metrics = run_dir / "csv" / "metrics.csv"
+    while time.time() < deadline and not (metrics.exists() and "train/loss" in metrics.read_text()):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    s = summary_of(run_dir)
+    assert s["status"] == "interrupted" and 0 < s["env_steps"] < 1_000_000
+    assert (run_dir / "checkpoints" / "last.pt").exists()
