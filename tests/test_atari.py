@@ -92,9 +92,7 @@ def test_frames_are_max_pooled_over_the_last_two_skipped_frames(frame):
 @pytest.mark.parametrize("backend", ["gymnasium", "ale_vector"])
 def test_rewards_are_the_unclipped_game_score(backend):
     """SpaceInvaders scores 5-30 per kill: clipping here would show up as rewards of 1."""
-    cfg = OmegaConf.structured(
-        EnvConfig(name="si", id="ALE/SpaceInvaders-v5", backend=backend)
-    )
+    cfg = OmegaConf.structured(EnvConfig(name="si", id="ALE/SpaceInvaders-v5", backend=backend))
     env = make_vec_env(cfg, 1)
     env.reset(seed=0)
     rng = np.random.default_rng(0)

@@ -76,15 +76,21 @@ def test_target_net_stays_frozen_until_synced():
         loss.backward()
         optimizer.step()
     online = list(module.q_net.parameters())
-    assert any(not torch.equal(p, b) for p, b in zip(online, before, strict=True)), "online must learn"
-    assert all(torch.equal(p, b) for p, b in zip(module.target_net.parameters(), before, strict=True))
+    assert any(not torch.equal(p, b) for p, b in zip(online, before, strict=True)), (
+        "online must learn"
+    )
+    assert all(
+        torch.equal(p, b) for p, b in zip(module.target_net.parameters(), before, strict=True)
+    )
 
     class C:
         env_steps = 99
 
     module.collector = C()  # type: ignore[assignment]
     module.on_train_batch_end(None, batch, 0)
-    assert all(torch.equal(p, b) for p, b in zip(module.target_net.parameters(), before, strict=True))
+    assert all(
+        torch.equal(p, b) for p, b in zip(module.target_net.parameters(), before, strict=True)
+    )
     C.env_steps = 100
     module.on_train_batch_end(None, batch, 0)
     for p, q in zip(module.target_net.parameters(), module.q_net.parameters(), strict=True):
@@ -99,7 +105,11 @@ def test_target_sync_counts_agent_steps_across_vector_jumps():
 
 def test_epsilon_schedules():
     lin = EpsilonSchedule("linear", 1.0, 0.1, 100)
-    assert lin(0) == 1.0 and lin(50) == pytest.approx(0.55) and lin(100) == lin(10_000) == pytest.approx(0.1)
+    assert (
+        lin(0) == 1.0
+        and lin(50) == pytest.approx(0.55)
+        and lin(100) == lin(10_000) == pytest.approx(0.1)
+    )
     exp = EpsilonSchedule("exponential", 1.0, 0.01, 1000)
     assert exp(0) == 1.0
     assert exp(1000) == pytest.approx(0.01 + 0.99 * 0.01)

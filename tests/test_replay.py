@@ -1,4 +1,4 @@
-"""Replay storage and streaming: rebuilt stacks equal the env's own, across wrap-around and episodes."""
+"""Replay: rebuilt stacks equal the env's own, across wrap-around and episode ends."""
 
 from __future__ import annotations
 
@@ -67,7 +67,14 @@ def test_samples_match_the_env_transitions_across_wraparound(num_envs):
         t = collector.step()
         for e in np.flatnonzero(t.real):
             key = t.obs[e][-1].tobytes()
-            recorded[key] = (t.obs[e], t.actions[e], t.rewards[e], t.terminated[e], t.truncated[e], t.next_obs[e])
+            recorded[key] = (
+                t.obs[e],
+                t.actions[e],
+                t.rewards[e],
+                t.terminated[e],
+                t.truncated[e],
+                t.next_obs[e],
+            )
     assert buffer.written == buffer.slots, "the ring must have wrapped"
     batch = buffer.sample(3000)
     assert batch["obs"].dtype == torch.uint8 and batch["obs"].shape == (3000, 4, 1, 3)
@@ -117,7 +124,9 @@ def test_compact_stacks_equal_real_pong_stacks(backend):
     env = make_vec_env(cfg, 2)
     buffer = ReplayBuffer(500, 2, (4, 84, 84), np.uint8, stack=4, seed=0)
     rng = np.random.default_rng(0)
-    collector = Collector(env, lambda o: rng.integers(6, size=len(o)), lambda _: 1.0, buffer, seed=0)
+    collector = Collector(
+        env, lambda o: rng.integers(6, size=len(o)), lambda _: 1.0, buffer, seed=0
+    )
     steps = []
     for _ in range(700):
         steps.append(collector.step())
@@ -154,7 +163,9 @@ def test_dataset_streams_nothing_before_learning_starts():
     env = make_vec_env(OmegaConf.structured(EnvConfig(name="cp", id="CartPole-v1")), 2)
     buffer = ReplayBuffer(1000, 2, (4,), np.float32, stack=None, seed=0)
     collector = Collector(env, random_policy, lambda _: 1.0, buffer, seed=0)
-    dataset = ReplayDataset(buffer, collector, batch_size=32, learning_starts=300, train_freq=4, total_steps=600)
+    dataset = ReplayDataset(
+        buffer, collector, batch_size=32, learning_starts=300, train_freq=4, total_steps=600
+    )
     batches, steps_at = [], []
     for batch in dataset:
         steps_at.append(collector.env_steps)

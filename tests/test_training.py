@@ -1,4 +1,4 @@
-"""Real trainings through the real CLI: what a researcher runs, checked from what it leaves on disk."""
+"""Real trainings through the real CLI, checked from what they leave on disk."""
 
 from __future__ import annotations
 
@@ -33,7 +33,12 @@ def test_tabular_frozenlake_solves_and_stops(tmp_path):
     """Budget: 200k agent steps (the preset's total_steps); seed 0 solves in ~60k."""
     run_dir = tmp_path / "run"
     proc = run_train(
-        "algo=tabular", "env=frozenlake", "logger=csv", "seed=0", f"hydra.run.dir={run_dir}", *QUIET,
+        "algo=tabular",
+        "env=frozenlake",
+        "logger=csv",
+        "seed=0",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -45,7 +50,9 @@ def test_tabular_frozenlake_solves_and_stops(tmp_path):
     assert (run_dir / "checkpoints" / "best.pt").exists()
     evals = [float(r["eval/return_mean"]) for r in metrics_of(run_dir) if r.get("eval/return_mean")]
     assert evals[-1] >= 0.70 and all(e < 0.70 for e in evals[:-1])
-    assert all(json.loads((run_dir / "summary.json").read_text())[k] is not None for k in ("sps", "wall_s"))
+    assert all(
+        json.loads((run_dir / "summary.json").read_text())[k] is not None for k in ("sps", "wall_s")
+    )
 
 
 @pytest.mark.slow
@@ -53,7 +60,12 @@ def test_dqn_cartpole_learns(tmp_path):
     """Budget: 15k agent steps with the shipped CartPole preset; a random policy scores ~22."""
     run_dir = tmp_path / "run"
     proc = run_train(
-        "env=cartpole", "logger=csv", "seed=0", "total_steps=15000", f"hydra.run.dir={run_dir}", *QUIET,
+        "env=cartpole",
+        "logger=csv",
+        "seed=0",
+        "total_steps=15000",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -78,9 +90,18 @@ def test_dqn_cartpole_learns(tmp_path):
 def test_pong_smoke(tmp_path, backend_args):
     run_dir = tmp_path / "run"
     proc = run_train(
-        "env=pong", "total_steps=3000", "learning_starts=1000", "buffer.capacity=5000",
-        "eval.every=2000", "eval.episodes=1", "logger=csv", "logger.every=500", f"hydra.run.dir={run_dir}",
-        *backend_args, *QUIET, cwd=tmp_path,
+        "env=pong",
+        "total_steps=3000",
+        "learning_starts=1000",
+        "buffer.capacity=5000",
+        "eval.every=2000",
+        "eval.episodes=1",
+        "logger=csv",
+        "logger.every=500",
+        f"hydra.run.dir={run_dir}",
+        *backend_args,
+        *QUIET,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = summary_of(run_dir)
@@ -97,9 +118,18 @@ def test_pong_smoke(tmp_path, backend_args):
 def test_wandb_offline_run_holds_metrics_and_config(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_train(
-        "env=cartpole", "total_steps=2000", "learning_starts=500", "eval.every=1000", "eval.episodes=2",
-        "logger=wandb", "logger.every=500", f"logger.save_dir={tmp_path}", "logger.tags=[ci]",
-        f"hydra.run.dir={run_dir}", *QUIET, cwd=tmp_path,
+        "env=cartpole",
+        "total_steps=2000",
+        "learning_starts=500",
+        "eval.every=1000",
+        "eval.episodes=2",
+        "logger=wandb",
+        "logger.every=500",
+        f"logger.save_dir={tmp_path}",
+        "logger.tags=[ci]",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "wandb sync" in proc.stderr  # tells the user how to upload later
@@ -107,8 +137,18 @@ def test_wandb_offline_run_holds_metrics_and_config(tmp_path):
     wandb_dir = Path(s["wandb_run_dir"])
     assert wandb_dir.parent == tmp_path / "wandb" and wandb_dir.name.startswith("offline-run-")
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary", "--json", str(wandb_dir)],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            str(Path(sys.executable).parent / "wandb"),
+            "leet",
+            "inspect",
+            "--summary",
+            "--json",
+            str(wandb_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     record = json.loads(out.stdout)
     assert record["state"] == "finished"
@@ -119,7 +159,14 @@ def test_wandb_offline_run_holds_metrics_and_config(tmp_path):
     assert config["schedule"]["target_sync"] == 500
     summary = record["summary"]
     assert summary["env_steps"] == 2000
-    for key in ("train/loss", "train/q_mean", "train/epsilon", "train/episode_return", "eval/return_mean", "perf/sps"):
+    for key in (
+        "train/loss",
+        "train/q_mean",
+        "train/epsilon",
+        "train/episode_return",
+        "eval/return_mean",
+        "perf/sps",
+    ):
         assert key in summary, key
     assert summary["best_eval_return"] == s["best_eval_return"]
 
@@ -128,10 +175,21 @@ def test_wandb_offline_run_holds_metrics_and_config(tmp_path):
 def test_ctrl_c_stops_cleanly_with_summary(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), "env=cartpole", "total_steps=1000000", "logger=csv",
-         "eval.every=1000000", f"hydra.run.dir={run_dir}", *QUIET],
-        cwd=tmp_path, env={**os.environ, "WANDB_MODE": "offline"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "env=cartpole",
+            "total_steps=1000000",
+            "logger=csv",
+            "eval.every=1000000",
+            f"hydra.run.dir={run_dir}",
+            *QUIET,
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "WANDB_MODE": "offline"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 120
     metrics = run_dir / "csv" / "metrics.csv"

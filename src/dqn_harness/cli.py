@@ -35,7 +35,8 @@ def preflight(conf_dir: Path, argv: list[str]) -> None:
     except ConfigCompositionException as exc:
         cause = exc.__cause__
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-            _fail(f"unknown config key '{cause.full_key}'{_known_keys(cause.full_key)}")
+            key = str(cause.full_key)
+            _fail(f"unknown config key '{key}'{_known_keys(key)}")
         if isinstance(cause, ValidationError):
             _fail(f"{cause.full_key}: {str(cause.msg).splitlines()[0]}")
         _fail(str(exc).splitlines()[0])
@@ -47,7 +48,7 @@ def _known_keys(full_key: str) -> str:
         node = node.get(part) if isinstance(node, DictConfig) else None
     if not isinstance(node, DictConfig):
         return ""
-    return f" (known keys here: {', '.join(str(k) for k in node.keys())})"
+    return f" (known keys here: {', '.join(str(k) for k in node)})"
 
 
 def _fail(message: str) -> None:
@@ -57,7 +58,9 @@ def _fail(message: str) -> None:
 
 def _drop_empty_run_dir(run_dir: Path) -> None:
     """Hydra creates the run dir before we validate; remove it if it holds only Hydra's files."""
-    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+    if run_dir.is_dir() and all(
+        p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()
+    ):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -79,11 +82,14 @@ def train_main(cfg: DictConfig) -> None:
 
 
 def describe(summary: dict, run_dir: Path) -> str:
-    lines = [f"{summary['status']} after {summary['env_steps']:,} agent steps "
-             f"in {summary['wall_s']:.0f}s ({summary['sps']:.0f} steps/s)"]
+    lines = [
+        f"{summary['status']} after {summary['env_steps']:,} agent steps "
+        f"in {summary['wall_s']:.0f}s ({summary['sps']:.0f} steps/s)"
+    ]
     if summary.get("eval_return_mean") is not None:
         lines.append(
-            f"eval return {summary['eval_return_mean']:.3f} (best {summary['best_eval_return']:.3f})"
+            f"eval return {summary['eval_return_mean']:.3f} "
+            f"(best {summary['best_eval_return']:.3f})"
         )
     if summary.get("solved"):
         lines.append(

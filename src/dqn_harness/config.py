@@ -232,9 +232,7 @@ def validate(cfg: DictConfig) -> None:
             )
         return
     if cfg.model.name == "nature_cnn" and not is_atari(cfg.env.id):
-        raise ConfigError(
-            "model", f"nature_cnn needs Atari frames; use model=mlp for {cfg.env.id}"
-        )
+        raise ConfigError("model", f"nature_cnn needs Atari frames; use model=mlp for {cfg.env.id}")
     if cfg.learning_starts < cfg.batch_size:
         raise ConfigError(
             "learning_starts",
@@ -260,7 +258,7 @@ def _check_replay_memory(cfg: DictConfig, space: Any) -> None:
 def _check_known_keys(cfg: DictConfig, schema: Any, prefix: str) -> None:
     """``+key=value`` can slip past Hydra's struct check; nothing outside the schema may run."""
     for key in cfg:
-        full = f"{prefix}{key}"
+        full = f"{prefix}{key!s}"
         if key not in schema:
             raise ConfigError(full, "unknown config key")
         if isinstance(schema[key], dict) and full != "env.kwargs":

@@ -62,7 +62,7 @@ def save_atomic(obj: Any, path: Path, save: Callable[[Any, Any], None]) -> None:
 
 
 class Evaluator:
-    """Runs an evaluation every ``every`` agent steps, keeps best/last checkpoints, decides solved."""
+    """Evaluates every ``every`` agent steps, keeps best/last checkpoints, decides solved."""
 
     def __init__(
         self,

@@ -56,7 +56,9 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def build_q_net(name: str, obs_space: gym.Space, n_actions: int, hidden: Sequence[int]) -> nn.Module:
+def build_q_net(
+    name: str, obs_space: gym.Space, n_actions: int, hidden: Sequence[int]
+) -> nn.Module:
     if name == "nature_cnn":
         return NatureCNN(obs_space.shape[0], n_actions, hidden)  # type: ignore[index]
     return MLP(obs_space, n_actions, hidden)

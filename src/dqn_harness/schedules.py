@@ -7,8 +7,11 @@ from typing import Any
 
 
 class EpsilonSchedule:
-    """Linear: straight from start to end over ``steps``. Exponential: ``end + (start-end)·e^(-t/τ)``
-    with τ chosen so it is within 1% of the gap to ``end`` after ``steps``."""
+    """Linear: straight from start to end over ``steps``.
+
+    Exponential: ``end + (start-end)·e^(-t/τ)``, τ chosen so that after ``steps`` agent steps it
+    is within 1% of the gap to ``end`` (a long tail of exploration instead of a hard corner).
+    """
 
     def __init__(self, kind: str, start: float, end: float, steps: int) -> None:
         self.kind, self.start, self.end, self.steps = kind, start, end, steps

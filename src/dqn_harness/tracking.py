@@ -1,4 +1,4 @@
-"""Run tracking: Lightning loggers with agent env steps as the x-axis, the progress bar, summary.json.
+"""Run tracking: loggers with agent env steps as the x-axis, the progress bar, summary.json.
 
 Lightning's ``global_step`` counts gradient steps, which differ from agent steps by ``train_freq``
 and from Atari frames by ``frame_skip``. Every metric here is logged with an explicit ``env_steps``
@@ -91,7 +91,7 @@ class Tracker:
                 self.wandb_run_dir = str(Path(run.dir).parent.resolve())
                 if wandb_mode(cfg.logger.mode) == "offline":
                     print(
-                        f"W&B is offline (no API key configured): run saved in {self.wandb_run_dir}\n"
+                        f"W&B is offline (no API key configured): run in {self.wandb_run_dir}\n"
                         f"  browse: wandb leet {Path(cfg.logger.save_dir) / 'wandb'}   "
                         f"upload: wandb sync {self.wandb_run_dir}",
                         file=sys.stderr,
@@ -147,9 +147,13 @@ class Tracker:
             self._bar_time = now
             self.bar.n = min(env_steps, self.bar.total)
             ret = (
-                sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else float("nan")
+                sum(self.recent_returns) / len(self.recent_returns)
+                if self.recent_returns
+                else float("nan")
             )
-            self.bar.set_postfix_str(f"return={ret:.2f} eps={epsilon:.3f} sps={self.sps:.0f}", refresh=False)
+            self.bar.set_postfix_str(
+                f"return={ret:.2f} eps={epsilon:.3f} sps={self.sps:.0f}", refresh=False
+            )
             self.bar.refresh()
 
     @property

@@ -94,6 +94,7 @@ class DQN(pl.LightningModule):
         return torch.optim.Adam(self.q_net.parameters(), lr=self.lr, eps=self.adam_eps)
 
     def train_dataloader(self) -> DataLoader:
+        assert self.dataset is not None, "set module.dataset before fitting"
         return DataLoader(self.dataset, batch_size=None, num_workers=0)
 
 
@@ -108,7 +109,12 @@ class Monitor(pl.Callback):
         self.save = save
 
     def on_train_batch_end(
-        self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+        self,
+        trainer: pl.Trainer,
+        module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
     ) -> None:
         assert isinstance(module, DQN) and module.collector is not None
         env_steps = module.collector.env_steps
@@ -122,14 +128,16 @@ class Monitor(pl.Callback):
 
 
 def quiet_lightning() -> None:
-    """Drop Lightning's start-up banner and the num_workers hint (replay is in-process by design)."""
+    """Drop Lightning's banner and num_workers hint: replay is in-process by design."""
     for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*is an iterable dataset.*")
 
 
-def train_dqn(cfg: DictConfig, tracker: Tracker, evaluator: Evaluator, stop: StopFlag) -> dict[str, Any]:
+def train_dqn(
+    cfg: DictConfig, tracker: Tracker, evaluator: Evaluator, stop: StopFlag
+) -> dict[str, Any]:
     quiet_lightning()
     env = make_vec_env(cfg.env, cfg.env.num_envs)
     obs_space = env.single_observation_space

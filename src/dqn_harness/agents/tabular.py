@@ -54,8 +54,13 @@ class QTable:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         states = sorted(self.rows)
-        values = np.stack([self.rows[s] for s in states]) if states else np.zeros((0, self.n_actions))
-        return {"states": torch.tensor(states, dtype=torch.int64), "values": torch.from_numpy(values)}
+        values = (
+            np.stack([self.rows[s] for s in states]) if states else np.zeros((0, self.n_actions))
+        )
+        return {
+            "states": torch.tensor(states, dtype=torch.int64),
+            "values": torch.from_numpy(values),
+        }
 
 
 def train_tabular(
@@ -73,7 +78,12 @@ def train_tabular(
         else (lambda _steps: 1.0)
     )
     collector = Collector(
-        env, table.greedy, explore, seed=cfg.seed, on_episode=tracker.on_episode, on_step=tracker.on_step
+        env,
+        table.greedy,
+        explore,
+        seed=cfg.seed,
+        on_episode=tracker.on_episode,
+        on_step=tracker.on_step,
     )
     alpha, gamma = cfg.algo.alpha, cfg.algo.gamma
     next_log = cfg.logger.every
@@ -87,8 +97,13 @@ def train_tabular(
         for e in np.flatnonzero(t.real):
             td_abs += abs(
                 table.update(
-                    int(t.obs[e]), int(t.actions[e]), float(t.rewards[e]), int(t.next_obs[e]),
-                    bool(t.terminated[e]), alpha, gamma,
+                    int(t.obs[e]),
+                    int(t.actions[e]),
+                    float(t.rewards[e]),
+                    int(t.next_obs[e]),
+                    bool(t.terminated[e]),
+                    alpha,
+                    gamma,
                 )
             )
             updates += 1
@@ -96,7 +111,10 @@ def train_tabular(
         if steps >= next_log:
             next_log = (steps // cfg.logger.every + 1) * cfg.logger.every
             tracker.log(
-                {"train/td_error_abs": td_abs / max(updates, 1), "train/states_visited": float(len(table.rows))},
+                {
+                    "train/td_error_abs": td_abs / max(updates, 1),
+                    "train/states_visited": float(len(table.rows)),
+                },
                 steps,
             )
             td_abs, updates = 0.0, 0
@@ -108,4 +126,7 @@ def train_tabular(
         evaluator.run(collector.env_steps, table.greedy, save)
     save(evaluator.ckpt_dir / "last.pt")
     env.close()
-    return {"states_visited": len(table.rows), "last_checkpoint": str(evaluator.ckpt_dir / "last.pt")}
+    return {
+        "states_visited": len(table.rows),
+        "last_checkpoint": str(evaluator.ckpt_dir / "last.pt"),
+    }

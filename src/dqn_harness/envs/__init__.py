@@ -10,6 +10,7 @@ from typing import Any
 
 import ale_py
 import gymnasium as gym
+import numpy as np
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 
 from dqn_harness.config import ConfigError
@@ -58,7 +59,7 @@ def reward_threshold(cfg: Any) -> float | None:
 def single_observation_space(cfg: Any) -> gym.Space:
     """The observation space an agent will see, without building the (possibly vector) env."""
     if is_atari(cfg.id):
-        return gym.spaces.Box(0, 255, (cfg.frame_stack, 84, 84), dtype="uint8")
+        return gym.spaces.Box(0, 255, (cfg.frame_stack, 84, 84), dtype=np.uint8)
     env = gym.make(cfg.id, **dict(cfg.kwargs))
     space = env.observation_space
     env.close()

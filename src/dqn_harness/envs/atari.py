@@ -67,7 +67,7 @@ class VectorCropRows(VectorObservationWrapper):
 
     def __init__(self, env: VectorEnv) -> None:
         super().__init__(env)
-        stack = env.single_observation_space.shape[0]
+        stack = env.single_observation_space.shape[0]  # type: ignore[index]
         self.single_observation_space = gym.spaces.Box(0, 255, (stack, 84, 84), np.uint8)
         self.observation_space = gym.vector.utils.batch_space(
             self.single_observation_space, env.num_envs
@@ -116,7 +116,9 @@ def make_atari_vector(cfg: Any, num_envs: int) -> VectorEnv:
     if cfg.backend == "ale_vector":
         crop = cfg.frame == "seed_crop"
         width, height = SEED_RESIZE if crop else (84, 84)
-        max_frames = 108_000 if cfg.max_episode_steps is None else cfg.max_episode_steps * cfg.frame_skip
+        max_frames = (
+            108_000 if cfg.max_episode_steps is None else cfg.max_episode_steps * cfg.frame_skip
+        )
         venv: VectorEnv = ale_py.vector_env.AtariVectorEnv(
             ale_game(cfg.id),
             num_envs,

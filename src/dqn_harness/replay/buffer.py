@@ -85,7 +85,9 @@ class ReplayBuffer:
 
     @staticmethod
     def nbytes_for(slots: int, frame_shape: tuple[int, ...], dtype: np.dtype) -> int:
-        return slots * (int(np.prod(frame_shape, dtype=np.int64)) * dtype.itemsize + BOOKKEEPING_BYTES)
+        return slots * (
+            int(np.prod(frame_shape, dtype=np.int64)) * dtype.itemsize + BOOKKEEPING_BYTES
+        )
 
     @property
     def nbytes(self) -> int:
