@@ -202,3 +202,44 @@ def test_ctrl_c_stops_cleanly_with_summary(tmp_path):
     s = summary_of(run_dir)
     assert s["status"] == "interrupted" and 0 < s["env_steps"] < 1_000_000
     assert (run_dir / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "none"])
+def test_other_loggers(tmp_path, logger):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "algo=tabular",
+        "env=frozenlake",
+        f"logger={logger}",
+        "total_steps=3000",
+        "eval.every=1000",
+        "eval.stop_on_solve=false",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = summary_of(run_dir)
+    assert s["env_steps"] == 3000 and s["evaluations"] == 3 and s["wandb_run_dir"] is None
+    events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert bool(events) == (logger == "tensorboard")
+    assert not (tmp_path / "wandb").exists()
+
+
+@pytest.mark.gpu
+def test_gpu_training_smoke(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=cartpole",
+        "trainer=gpu",
+        "total_steps=3000",
+        "learning_starts=500",
+        "eval.every=1500",
+        "eval.episodes=2",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert summary_of(run_dir)["grad_steps"] >= 2000

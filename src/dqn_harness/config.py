@@ -242,17 +242,13 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _check_replay_memory(cfg: DictConfig, space: Any) -> None:
-    from dqn_harness.replay.buffer import ReplayBuffer, available_memory_bytes
+    from dqn_harness.replay.buffer import ReplayBuffer, check_fits
 
     frame_shape = space.shape[1:] if len(space.shape) == 3 else space.shape
-    need = ReplayBuffer.nbytes_for(cfg.buffer.capacity, frame_shape, np.dtype(space.dtype))
-    have = available_memory_bytes()
-    if have is not None and need > 0.9 * have:
-        raise ConfigError(
-            "buffer.capacity",
-            f"{cfg.buffer.capacity:,} transitions need {need / 2**30:.1f} GiB of replay memory "
-            f"but only {have / 2**30:.1f} GiB is available",
-        )
+    check_fits(
+        cfg.buffer.capacity,
+        ReplayBuffer.nbytes_for(cfg.buffer.capacity, frame_shape, np.dtype(space.dtype)),
+    )
 
 
 def _check_known_keys(cfg: DictConfig, schema: Any, prefix: str) -> None:

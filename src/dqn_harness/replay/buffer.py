@@ -39,6 +39,17 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+def check_fits(capacity: int, nbytes: int) -> None:
+    """Refuse a buffer the machine cannot hold, before allocating it (not hours later on OOM)."""
+    available = available_memory_bytes()
+    if available is not None and nbytes > 0.9 * available:
+        raise ConfigError(
+            "buffer.capacity",
+            f"{capacity:,} transitions need {nbytes / 2**30:.1f} GiB of replay memory but only "
+            f"{available / 2**30:.1f} GiB is available",
+        )
+
+
 class ReplayBuffer:
     """Uniform replay over per-env frame rings. ``stack=None`` stores whole observations."""
 
@@ -60,14 +71,9 @@ class ReplayBuffer:
         # +1 slot per env for the newest observation (no transition yet) and `history` slots
         # whose stacks reach back into overwritten frames; capacity counts sampleable transitions.
         self.slots = math.ceil(capacity / num_envs) + 1 + history
-        needed = self.nbytes_for(self.slots * num_envs, self.frame_shape, self.frame_dtype)
-        available = available_memory_bytes()
-        if available is not None and needed > 0.9 * available:
-            raise ConfigError(
-                "buffer.capacity",
-                f"{capacity:,} transitions need {needed / 2**30:.1f} GiB but only "
-                f"{available / 2**30:.1f} GiB of memory is available",
-            )
+        check_fits(
+            capacity, self.nbytes_for(self.slots * num_envs, self.frame_shape, self.frame_dtype)
+        )
         shape = (num_envs, self.slots)
         self.frames = np.zeros(shape + self.frame_shape, dtype=self.frame_dtype)
         self.actions = np.zeros(shape, dtype=np.int32)
