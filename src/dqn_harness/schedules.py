@@ -28,16 +28,24 @@ class EpsilonSchedule:
         return self.end + (self.start - self.end) * math.exp(-env_steps / self._tau)
 
 
-class TargetSync:
-    """Hard sync every ``every`` agent steps; robust to vector steps that jump past a boundary."""
+class Cadence:
+    """True once each time ``env_steps`` enters a new multiple of ``every``.
+
+    Vector envs advance several agent steps at once, so ``env_steps % every == 0`` would miss
+    boundaries that a step jumps over; counting periods cannot.
+    """
 
     def __init__(self, every: int) -> None:
         self.every = every
-        self.synced = 0  # index of the last sync period acted on
+        self.period = 0  # index of the last period acted on
 
     def due(self, env_steps: int) -> bool:
         period = env_steps // self.every
-        if period > self.synced:
-            self.synced = period
+        if period > self.period:
+            self.period = period
             return True
         return False
+
+
+class TargetSync(Cadence):
+    """The target-sync rule: a hard copy every ``schedule.target_sync`` agent steps."""

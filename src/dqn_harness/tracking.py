@@ -22,6 +22,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, Wand
 from tqdm import tqdm
 
 from dqn_harness.evaluation import save_atomic
+from dqn_harness.schedules import Cadence
 
 STEP_METRIC = "env_steps"
 METRIC_PREFIXES = ("train", "eval", "perf")
@@ -97,8 +98,7 @@ class Tracker:
                         file=sys.stderr,
                     )
         self.start = time.perf_counter()
-        self.log_every = cfg.logger.every
-        self.next_log = self.log_every
+        self.log_cadence = Cadence(cfg.logger.every)
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.episodes = 0
         self.env_steps = 0
@@ -135,8 +135,7 @@ class Tracker:
         """Called after every vector step: cheap unless a log or a bar refresh is due."""
         self.env_steps = env_steps
         self.epsilon = epsilon
-        if env_steps >= self.next_log:
-            self.next_log = (env_steps // self.log_every + 1) * self.log_every
+        if self.log_cadence.due(env_steps):
             now = time.perf_counter()
             t0, s0 = self._rate_mark
             self.sps = (env_steps - s0) / max(now - t0, 1e-9)

@@ -26,7 +26,7 @@ from dqn_harness.envs import is_atari, make_vec_env
 from dqn_harness.evaluation import Evaluator, save_atomic
 from dqn_harness.nets import build_q_net
 from dqn_harness.replay import ReplayBuffer, ReplayDataset
-from dqn_harness.schedules import EpsilonSchedule, TargetSync
+from dqn_harness.schedules import Cadence, EpsilonSchedule, TargetSync
 from dqn_harness.stopping import StopFlag
 from dqn_harness.tracking import Tracker
 
@@ -104,8 +104,7 @@ class Monitor(pl.Callback):
     def __init__(self, tracker: Tracker, evaluator: Evaluator, log_every: int, save: Any) -> None:
         self.tracker = tracker
         self.evaluator = evaluator
-        self.log_every = log_every
-        self.next_log = log_every
+        self.log_cadence = Cadence(log_every)
         self.save = save
 
     def on_train_batch_end(
@@ -118,8 +117,7 @@ class Monitor(pl.Callback):
     ) -> None:
         assert isinstance(module, DQN) and module.collector is not None
         env_steps = module.collector.env_steps
-        if env_steps >= self.next_log:
-            self.next_log = (env_steps // self.log_every + 1) * self.log_every
+        if self.log_cadence.due(env_steps):
             stats = module.pop_stats()
             stats["train/grad_steps"] = float(trainer.global_step)
             self.tracker.log(stats, env_steps)

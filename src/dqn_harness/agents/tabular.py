@@ -19,7 +19,7 @@ from dqn_harness.collector import Collector
 from dqn_harness.config import ConfigError
 from dqn_harness.envs import make_vec_env
 from dqn_harness.evaluation import Evaluator, save_atomic
-from dqn_harness.schedules import EpsilonSchedule
+from dqn_harness.schedules import Cadence, EpsilonSchedule
 from dqn_harness.stopping import StopFlag
 from dqn_harness.tracking import Tracker
 
@@ -86,7 +86,7 @@ def train_tabular(
         on_step=tracker.on_step,
     )
     alpha, gamma = cfg.algo.alpha, cfg.algo.gamma
-    next_log = cfg.logger.every
+    log_cadence = Cadence(cfg.logger.every)
     td_abs, updates = 0.0, 0
 
     def save(path: Path) -> None:
@@ -108,8 +108,7 @@ def train_tabular(
             )
             updates += 1
         steps = collector.env_steps
-        if steps >= next_log:
-            next_log = (steps // cfg.logger.every + 1) * cfg.logger.every
+        if log_cadence.due(steps):
             tracker.log(
                 {
                     "train/td_error_abs": td_abs / max(updates, 1),
