@@ -69,7 +69,7 @@ def train_main(cfg: DictConfig) -> None:
     from dqn_harness.config import validate
 
     try:
-        validate(cfg)
+        validate(cfg)  # run() validates too; this call rejects bad input before torch is imported
         from dqn_harness.run import run
 
         summary = run(cfg, run_dir)

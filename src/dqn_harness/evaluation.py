@@ -15,6 +15,7 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from dqn_harness.collector import Policy
+from dqn_harness.schedules import Cadence
 
 
 def evaluate(
@@ -74,7 +75,6 @@ class Evaluator:
         log: Callable[[dict[str, float], int], None],
     ) -> None:
         self.env = env
-        self.every = cfg.every
         self.episodes = cfg.episodes
         self.epsilon = cfg.epsilon
         self.stop_on_solve = cfg.stop_on_solve
@@ -84,7 +84,7 @@ class Evaluator:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.rng = np.random.default_rng(seed)
         self.seed: int | None = seed  # first evaluation seeds the env; later ones continue its RNG
-        self.next_at = cfg.every
+        self.cadence = Cadence(cfg.every)
         self.last_step = -1
         self.count = 0
         self.last_mean: float | None = None
@@ -98,14 +98,14 @@ class Evaluator:
         return self.solved_at is not None
 
     def due(self, env_steps: int) -> bool:
-        return env_steps >= self.next_at
+        """True once per ``eval.every`` period; the caller then runs the evaluation."""
+        return self.cadence.due(env_steps)
 
     def run(self, env_steps: int, policy: Policy, checkpoint: Callable[[Path], None]) -> float:
         returns = evaluate(self.env, policy, self.episodes, self.epsilon, self.rng, self.seed)
         self.seed = None
         self.count += 1
         self.last_step = env_steps
-        self.next_at = (env_steps // self.every + 1) * self.every
         mean = float(np.mean(returns))
         self.last_mean = mean
         self.log(
