@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,73 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def run_sweep(*args: str, cwd: Path, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """The real sweep CLI, as a user runs it."""
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "sweep.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if found:
+        return found[-1].parent
+    which = shutil.which("pg_ctl")
+    return Path(which).parent if which else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server on loopback for this test session (`make test` installs it).
+
+    Skipped where PostgreSQL isn't installed, unless DQN_REQUIRE_POSTGRES is set (CI sets it,
+    so a missing server fails CI instead of silently skipping).
+    """
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        if os.environ.get("DQN_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL is required (DQN_REQUIRE_POSTGRES) but pg_ctl was not found")
+        pytest.skip("PostgreSQL is not installed (make test installs it on Debian as root)")
+    data = Path(tempfile.mkdtemp(prefix="dqn-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(data, "postgres", "postgres")
+        data.chmod(0o700)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+
+    def pg(*cmd: str) -> None:
+        subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True, timeout=120)
+
+    pg(str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres")
+    pg(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data / "db"),
+        "-l",
+        str(data / "db" / "server.log"),
+        "-o",
+        f"-p {port} -h 127.0.0.1 -k {data}",
+        "-w",
+        "start",
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        pg(str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(data, ignore_errors=True)

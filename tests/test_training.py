@@ -155,8 +155,9 @@ def test_wandb_offline_run_holds_metrics_and_config(tmp_path):
     assert record["name"].startswith("cartpole-dqn-s0-")
     assert set(record["tags"]) >= {"ci", "cartpole", "dqn"}
     config = record["config"]
-    assert config["env"]["id"] == "CartPole-v1" and config["total_steps"] == 2000
-    assert config["schedule"]["target_sync"] == 500
+    # flat keys, so the W&B run table and parallel coordinates show each hyperparameter
+    assert config["env.id"] == "CartPole-v1" and config["total_steps"] == 2000
+    assert config["schedule.target_sync"] == 500 and config["logger.job_type"] == "train"
     summary = record["summary"]
     assert summary["env_steps"] == 2000
     for key in (

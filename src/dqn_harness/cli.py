@@ -17,29 +17,42 @@ from dqn_harness.config import Config, ConfigError, register_configs
 register_configs()
 
 
-def preflight(conf_dir: Path, argv: list[str]) -> None:
-    """Compose once up front so a bad override gets one line naming the key, not Hydra's report.
+def compose_config(conf_dir: Path, overrides: list[str]) -> DictConfig:
+    """Compose ``conf/config.yaml`` with overrides; a bad override raises one-line ConfigError.
 
     Hydra's own messages are correct but run to several lines and suggest ``+key=`` appends that
-    our schema would reject anyway. Flags (``--cfg``, ``-m``, ...) are left to Hydra itself.
+    our schema would reject anyway. Sweeps compose every trial through here too.
     """
-    if any(arg.startswith("-") for arg in argv):
-        return
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            compose(config_name="config", overrides=argv)
+            return compose(config_name="config", overrides=overrides)
     except MissingConfigException as exc:
         first = str(exc).splitlines()[0].replace("In 'config': ", "")
         options = ", ".join(exc.options or [])
-        _fail(f"{first}; available: {options}" if options else first)
+        key = first.split("'")[1].split("/")[0] if first.count("'") >= 2 else "config"
+        raise ConfigError(key, f"{first}; available: {options}" if options else first) from None
     except ConfigCompositionException as exc:
         cause = exc.__cause__
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
             key = str(cause.full_key)
-            _fail(f"unknown config key '{key}'{_known_keys(key)}")
+            raise ConfigError(key, f"unknown config key{_known_keys(key)}") from None
         if isinstance(cause, ValidationError):
-            _fail(f"{cause.full_key}: {str(cause.msg).splitlines()[0]}")
-        _fail(str(exc).splitlines()[0])
+            key = str(cause.full_key)
+            raise ConfigError(key, str(cause.msg).splitlines()[0]) from None
+        raise ConfigError("overrides", str(exc).splitlines()[0]) from None
+
+
+def preflight(conf_dir: Path, argv: list[str]) -> None:
+    """Compose once before Hydra does, so a bad override gets one line naming the key.
+
+    Flags (``--cfg``, ``-m``, ...) are left to Hydra itself.
+    """
+    if any(arg.startswith("-") for arg in argv):
+        return
+    try:
+        compose_config(conf_dir, argv)
+    except ConfigError as exc:
+        _fail(str(exc))
 
 
 def _known_keys(full_key: str) -> str:

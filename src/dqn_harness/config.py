@@ -93,6 +93,7 @@ class LoggerConfig:
     mode: str = "auto"  # wandb: auto (online when an API key is configured) | online | offline
     group: str | None = None  # defaults to the env name
     tags: list[str] = field(default_factory=list)
+    job_type: str = "train"  # wandb: train | trial (set by sweeps) | eval
     save_dir: str = "."  # wandb/ goes under here (tensorboard and csv logs go in the run dir)
     every: int = 1000  # agent steps between scalar logs (epsilon, loss, q, sps)
 
@@ -147,6 +148,7 @@ EPS_KINDS = ("linear", "exponential")
 EXPLORES = ("epsilon", "random")
 LOGGERS = ("wandb", "tensorboard", "csv", "none")
 WANDB_MODES = ("auto", "online", "offline")
+JOB_TYPES = ("train", "trial", "eval")
 
 
 def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
@@ -178,6 +180,7 @@ def validate(cfg: DictConfig) -> None:
     _choice("schedule.epsilon.kind", cfg.schedule.epsilon.kind, EPS_KINDS)
     _choice("logger.name", cfg.logger.name, LOGGERS)
     _choice("logger.mode", cfg.logger.mode, WANDB_MODES)
+    _choice("logger.job_type", cfg.logger.job_type, JOB_TYPES)
 
     if not 0.0 < cfg.algo.gamma <= 1.0:
         raise ConfigError("algo.gamma", f"must be in (0, 1], got {cfg.algo.gamma}")

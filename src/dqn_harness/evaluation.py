@@ -73,6 +73,7 @@ class Evaluator:
         run_dir: Path,
         seed: int,
         log: Callable[[dict[str, float], int], None],
+        on_result: Callable[[int, float], bool] | None = None,
     ) -> None:
         self.env = env
         self.episodes = cfg.episodes
@@ -80,6 +81,8 @@ class Evaluator:
         self.stop_on_solve = cfg.stop_on_solve
         self.threshold = threshold
         self.log = log
+        self.on_result = on_result  # a sweep's pruning hook: return True to stop the run
+        self.pruned = False
         self.ckpt_dir = run_dir / "checkpoints"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.rng = np.random.default_rng(seed)
@@ -124,11 +127,21 @@ class Evaluator:
             checkpoint(self.best_path)
         if self.threshold is not None and mean >= self.threshold and self.solved_at is None:
             self.solved_at = env_steps
+        if self.on_result is not None and self.on_result(env_steps, mean):
+            self.pruned = True
         return mean
+
+    def finish(
+        self, env_steps: int, policy: Policy, checkpoint: Callable[[Path], None], interrupted: bool
+    ) -> None:
+        """Evaluate the final policy unless that was just done (or the run was cut short)."""
+        if not interrupted and not self.pruned and self.last_step != env_steps:
+            self.run(env_steps, policy, checkpoint)
+        checkpoint(self.ckpt_dir / "last.pt")
 
     @property
     def should_stop(self) -> bool:
-        return self.stop_on_solve and self.solved
+        return self.pruned or (self.stop_on_solve and self.solved)
 
     def summary(self) -> dict[str, Any]:
         best = self.best_path or self.last_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def run(
+    cfg: DictConfig,
+    run_dir: Path,
+    on_eval: Callable[[int, float], bool] | None = None,
+    extra_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Validate, train, evaluate; always leave summary.json behind once training has started.
 
-    ``summary["status"]`` is ``solved``, ``finished``, ``interrupted`` (Ctrl-C / SIGTERM, with
-    ``exit_code`` 130 / 143) or ``failed`` (an exception, which is re-raised).
+    ``summary["status"]`` is ``solved``, ``finished``, ``pruned`` (``on_eval``, a sweep's
+    pruning hook called with each evaluation's agent step and mean return, asked to stop),
+    ``interrupted`` (Ctrl-C / SIGTERM, with ``exit_code`` 130 / 143) or ``failed`` (an
+    exception, which is re-raised). ``extra_config`` goes into the logged run config (a sweep's
+    study and trial number).
     """
     validate(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -35,10 +44,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     stop = StopFlag()
     stop.install()
-    tracker = Tracker(cfg, run_dir, progress=cfg.progress)
+    tracker = Tracker(cfg, run_dir, progress=cfg.progress, extra_config=extra_config)
     eval_env = make_vec_env(cfg.env, cfg.eval.num_envs)
     evaluator = Evaluator(
-        eval_env, cfg.eval, reward_threshold(cfg.env), run_dir, cfg.seed + 10_000, tracker.log
+        eval_env,
+        cfg.eval,
+        reward_threshold(cfg.env),
+        run_dir,
+        cfg.seed + 10_000,
+        tracker.log,
+        on_eval,
     )
     status, extra = "failed", {}
     try:
@@ -47,7 +62,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         else:
             from dqn_harness.agents.tabular import train_tabular as train
         extra = train(cfg, tracker, evaluator, stop)
-        status = "interrupted" if stop.is_set() else ("solved" if evaluator.solved else "finished")
+        if stop.is_set():
+            status = "interrupted"
+        elif evaluator.pruned:
+            status = "pruned"
+        else:
+            status = "solved" if evaluator.solved else "finished"
     finally:
         summary = tracker.write_summary({**evaluator.summary(), **extra, "status": status})
         tracker.close(summary, status)

@@ -3,7 +3,11 @@
 Lightning's ``global_step`` counts gradient steps, which differ from agent steps by ``train_freq``
 and from Atari frames by ``frame_skip``. Every metric here is logged with an explicit ``env_steps``
 value, and in W&B ``env_steps`` is declared the step metric, so curves from DQN and tabular runs,
-or runs with different ``train_freq``, line up.
+or runs with different ``train_freq``, line up. The same records go to ``metrics.jsonl`` in the
+run dir whatever the logger, so sweeps and local tools read a run's curves without W&B.
+
+The W&B run config is flat (``optim.lr``, not ``optim: {lr}``): the run table and the
+parallel-coordinates plot then offer every hyperparameter as a column directly.
 """
 
 from __future__ import annotations
@@ -26,6 +30,62 @@ from dqn_harness.schedules import Cadence
 
 STEP_METRIC = "env_steps"
 METRIC_PREFIXES = ("train", "eval", "perf")
+METRICS_FILE = "metrics.jsonl"
+# What runs log (sweep objectives are checked against these before any trial runs).
+LOGGED_METRICS = (
+    "eval/return_mean",
+    "eval/return_std",
+    "train/episode_return",
+    "train/episode_length",
+    "train/epsilon",
+    "train/loss",
+    "train/q_mean",
+    "train/grad_steps",
+    "train/td_error_abs",
+    "train/states_visited",
+    "perf/sps",
+)
+# Numeric fields of summary.json.
+SUMMARY_FIELDS = (
+    "best_eval_return",
+    "eval_return_mean",
+    "solved",
+    "solved_at_step",
+    "env_steps",
+    "episodes",
+    "evaluations",
+    "grad_steps",
+    "sps",
+    "wall_s",
+)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys; lists stay values (``model.hidden: [64, 64]``)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(
+            flatten(value, f"{prefix}{key}.")
+            if isinstance(value, dict) and value
+            else {f"{prefix}{key}": value}
+        )
+    return flat
+
+
+def read_metrics(run_dir: Path, key: str) -> list[tuple[int, float]]:
+    """(env_steps, value) of every record of ``key`` a run logged, in order."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            record = json.loads(line)
+            if key in record:
+                out.append((int(record[STEP_METRIC]), float(record[key])))
+    return out
 
 
 def wandb_has_credentials() -> bool:
@@ -47,7 +107,9 @@ def wandb_mode(requested: str) -> str:
     return "online" if wandb_has_credentials() else "offline"
 
 
-def make_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+def make_loggers(
+    cfg: DictConfig, run_dir: Path, extra_config: dict[str, Any] | None = None
+) -> list[Logger]:
     name = cfg.logger.name
     if name == "none":
         return []
@@ -58,30 +120,39 @@ def make_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     mode = wandb_mode(cfg.logger.mode)
     save_dir = Path(cfg.logger.save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
-    return [
-        WandbLogger(
-            name=cfg.run_name,
-            project=cfg.logger.project,
-            entity=cfg.logger.entity,
-            save_dir=str(save_dir),
-            offline=mode == "offline",
-            mode=mode,
-            group=cfg.logger.group or cfg.env.name,
-            tags=list(cfg.logger.tags) + [cfg.env.name, cfg.algo.name],
-            job_type="train",
-            config=OmegaConf.to_container(cfg, resolve=True),
-            log_model=False,
-        )
-    ]
+    logger = WandbLogger(
+        name=cfg.run_name,
+        project=cfg.logger.project,
+        entity=cfg.logger.entity,
+        save_dir=str(save_dir),
+        offline=mode == "offline",
+        mode=mode,
+        group=cfg.logger.group or cfg.env.name,
+        tags=list(cfg.logger.tags) + [cfg.env.name, cfg.algo.name],
+        job_type=cfg.logger.job_type,
+        config={**flatten(OmegaConf.to_container(cfg, resolve=True)), **(extra_config or {})},
+        log_model=False,
+    )
+    # Lightning always passes wandb's removed `anonymous` setting, and wandb warns about it on
+    # every run (loudly so in a sweep); dropping the key changes nothing else.
+    logger._wandb_init.pop("anonymous", None)
+    return [logger]
 
 
 class Tracker:
     """Fans metrics out to the loggers, draws the progress bar, writes summary.json."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, progress: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        progress: bool = True,
+        extra_config: dict[str, Any] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
-        self.loggers = make_loggers(cfg, run_dir)
+        self.loggers = make_loggers(cfg, run_dir, extra_config)
+        self.metrics_file = open(run_dir / METRICS_FILE, "a")  # noqa: SIM115 (closed in close())
         self.wandb_run_dir: str | None = None
         for lg in self.loggers:
             if isinstance(lg, WandbLogger):
@@ -90,7 +161,8 @@ class Tracker:
                 for prefix in METRIC_PREFIXES:
                     run.define_metric(f"{prefix}/*", step_metric=STEP_METRIC)
                 self.wandb_run_dir = str(Path(run.dir).parent.resolve())
-                if wandb_mode(cfg.logger.mode) == "offline":
+                # A sweep prints this once for all its trials.
+                if wandb_mode(cfg.logger.mode) == "offline" and cfg.logger.job_type != "trial":
                     print(
                         f"W&B is offline (no API key configured): run in {self.wandb_run_dir}\n"
                         f"  browse: wandb leet {Path(cfg.logger.save_dir) / 'wandb'}   "
@@ -117,6 +189,7 @@ class Tracker:
         )
 
     def log(self, metrics: dict[str, float], env_steps: int) -> None:
+        self.metrics_file.write(json.dumps({STEP_METRIC: env_steps, **metrics}) + "\n")
         for lg in self.loggers:
             if isinstance(lg, WandbLogger):
                 lg.experiment.log({**metrics, STEP_METRIC: env_steps})
@@ -176,6 +249,8 @@ class Tracker:
         """Finish the bar and the loggers; W&B gets the summary fields and the exit status."""
         self.bar.n = min(self.env_steps, self.bar.total)
         self.bar.close()
+        self.metrics_file.close()
+        ok = status in ("finished", "solved", "pruned")  # a pruned trial ran correctly
         for lg in self.loggers:
             if isinstance(lg, WandbLogger):
                 run = lg.experiment
@@ -183,6 +258,8 @@ class Tracker:
                     if value is not None:
                         run.summary[key] = value
                 run.summary["status"] = status
-                run.finish(exit_code=0 if status in ("finished", "solved") else 1)
+                if status in ("pruned", "interrupted", "failed"):
+                    run.tags = (*run.tags, status)
+                run.finish(exit_code=0 if ok else 1)
             else:
-                lg.finalize("success" if status in ("finished", "solved") else "failed")
+                lg.finalize("success" if ok else "failed")

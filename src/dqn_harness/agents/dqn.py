@@ -205,10 +205,7 @@ def train_dqn(
         default_root_dir=str(tracker.run_dir),
     )
     trainer.fit(module)
-    env_steps = collector.env_steps
-    if not stop.is_set() and evaluator.last_step != env_steps:
-        evaluator.run(env_steps, module.greedy, save)
-    save(evaluator.ckpt_dir / "last.pt")
+    evaluator.finish(collector.env_steps, module.greedy, save, interrupted=stop.is_set())
     env.close()
     return {
         "grad_steps": trainer.global_step,

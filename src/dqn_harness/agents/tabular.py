@@ -121,9 +121,7 @@ def train_tabular(
             evaluator.run(steps, table.greedy, save)
             if evaluator.should_stop:
                 break
-    if not stop.is_set() and evaluator.last_step != collector.env_steps:
-        evaluator.run(collector.env_steps, table.greedy, save)
-    save(evaluator.ckpt_dir / "last.pt")
+    evaluator.finish(collector.env_steps, table.greedy, save, interrupted=stop.is_set())
     env.close()
     return {
         "states_visited": len(table.rows),
