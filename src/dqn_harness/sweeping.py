@@ -281,7 +281,7 @@ class Plan:
         # fail here, with the key named, instead of in every trial.
         for end in ("low", "high"):
             params = {k: _corner(d, end) for k, d in self.spec.space.items()}
-            self.compose(params, seed=obj.seeds[0], name="check")
+            self.example = self.compose(params, seed=obj.seeds[0], name="check")
         for key, dist in spec.space.items():
             if dist["type"] == "categorical":
                 for choice in dist["choices"]:
@@ -528,6 +528,7 @@ class TrialRunner:
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
                 raise
             if summary["status"] == "interrupted":
+                trial.set_user_attr("error", "interrupted (Ctrl-C/SIGTERM); re-queued")
                 raise Interrupted(f"trial {trial.number} interrupted")
             if summary["status"] == "pruned":
                 trial.set_user_attr("pruned_at", f"seed {seed}, {reporter.pruned_at} steps")
@@ -584,7 +585,7 @@ def describe_trial(t: FrozenTrial, maximize: bool = True) -> str:
     elif t.state == TrialState.PRUNED:
         what = f"pruned ({t.user_attrs.get('pruned_at', 'early')})"
     else:
-        what = f"failed: {t.user_attrs.get('error', 'worker died or was stopped')}"
+        what = f"failed: {t.user_attrs.get('error') or 'its worker died or was stopped'}"
     seconds = (
         (t.datetime_complete - t.datetime_start).total_seconds()
         if t.datetime_complete and t.datetime_start
@@ -729,6 +730,16 @@ def sweep_main(argv: list[str], root: Path) -> int:
         f"  watch: optuna-dashboard {redact(storage_url(plan))}",
         file=sys.stderr,
     )
+    if plan.example.logger.name == "wandb":
+        from dqn_harness.tracking import wandb_mode
+
+        if wandb_mode(plan.example.logger.mode) == "offline":
+            save_dir = Path(plan.example.logger.save_dir) / "wandb"
+            print(
+                f"  W&B offline: each trial is a run in group '{spec.study}' under {save_dir}/\n"
+                f"  browse: wandb leet {save_dir}   upload: wandb sync --sync-all",
+                file=sys.stderr,
+            )
     if spec.workers == 1:
         code = work(plan, 0, progress=True, printer=True)
     else:
