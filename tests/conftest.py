@@ -29,11 +29,13 @@ def compose_cfg(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=["progress=false", *overrides])
 
 
-def run_train(*args: str, cwd: Path, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
-    """The real CLI, as a user runs it."""
+def run_cli(
+    script: str, *args: str, cwd: Path, timeout: float = 600, **kwargs
+) -> subprocess.CompletedProcess:
+    """A real entry point (train.py, sweep.py), as a user runs it."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
+        [sys.executable, str(ROOT / script), *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -41,6 +43,14 @@ def run_train(*args: str, cwd: Path, timeout: float = 600, **kwargs) -> subproce
         timeout=timeout,
         **kwargs,
     )
+
+
+def run_train(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return run_cli("train.py", *args, cwd=cwd, **kwargs)
+
+
+def run_sweep(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return run_cli("sweep.py", *args, cwd=cwd, **kwargs)
 
 
 @pytest.fixture
@@ -58,20 +68,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-def run_sweep(*args: str, cwd: Path, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
-    """The real sweep CLI, as a user runs it."""
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "sweep.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
 
 
 def _pg_bin() -> Path | None:

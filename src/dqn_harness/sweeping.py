@@ -237,13 +237,16 @@ def _corner(dist: dict[str, Any], end: str) -> Any:
 class Plan:
     """A validated sweep: the spec, the trial overrides, and how to compose a trial's config."""
 
-    def __init__(self, spec: SweepSpec, train_args: list[str], paths: Paths) -> None:
+    def __init__(
+        self, spec: SweepSpec, train_args: list[str], paths: Paths, check: bool = True
+    ) -> None:
         self.spec = spec
         self.paths = paths
         self.train_args = train_args
         self.overrides = [*spec.base, *train_args]
         self.out = Path(spec.out).resolve() / spec.study
-        self._check()
+        if check:  # workers get an already-checked plan
+            self._check()
 
     def _check(self) -> None:
         spec = self.spec
@@ -636,7 +639,7 @@ def work(plan: Plan, worker_index: int, progress: bool, printer: bool) -> int:
                     file=sys.stderr,
                 )
                 waiting_note = True
-            time.sleep(spec.heartbeat.interval)
+            time.sleep(1.0)  # cheap to poll; a long sleep would idle after the others finish
     except KeyboardInterrupt:
         if runner.current is not None:
             trial = next(t for t in study.get_trials() if t.number == runner.current)
@@ -663,17 +666,23 @@ def _worker_entry(
     torch.set_num_threads(threads)
     os.environ.setdefault("WANDB_SILENT", "true")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    plan = Plan(spec, train_args, paths)
+    plan = Plan(spec, train_args, paths, check=False)
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(work(plan, index, progress=False, printer=False))
     sys.exit(130)
 
 
-def run_workers(plan: Plan, train_args: list[str], study: optuna.Study) -> int:
+def run_workers(plan: Plan, train_args: list[str], storage: RDBStorage, study: optuna.Study) -> int:
     """``workers=N``: N processes on the same storage; this process prints what finishes."""
     n = plan.spec.workers
     threads = max(1, (os.cpu_count() or 1) // n)
-    ctx = multiprocessing.get_context("spawn")
+    # fork where there is one: the workers start with everything imported and checked (spawn
+    # re-imports torch, Lightning and Optuna in each, seconds per worker). No database
+    # connection may cross the fork (SQLite's locks would break): the pool is emptied first,
+    # and each worker opens its own storage.
+    storage.engine.dispose()
+    methods = multiprocessing.get_all_start_methods()
+    ctx: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     procs = [
         ctx.Process(target=_worker_entry, args=(plan.spec, train_args, plan.paths, i, threads))
         for i in range(n)
@@ -704,6 +713,7 @@ def sweep_main(argv: list[str], root: Path) -> int:
     from dqn_harness.sweep_report import write_report
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    os.environ.setdefault("WANDB_SILENT", "true")  # no per-trial W&B run summaries on the console
     paths = Paths(root / "conf", root / "sweeps", root / "experiments")
     try:
         spec, train_args = load_spec(argv, paths)
@@ -743,6 +753,6 @@ def sweep_main(argv: list[str], root: Path) -> int:
     if spec.workers == 1:
         code = work(plan, 0, progress=True, printer=True)
     else:
-        code = run_workers(plan, train_args, study)
+        code = run_workers(plan, train_args, storage, study)
     print(write_report(study, plan))
     return code
