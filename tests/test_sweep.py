@@ -18,7 +18,7 @@ import yaml
 from dqn_harness.sweeping import sweep_main, trials_used
 from tests.conftest import ROOT, run_sweep, run_train
 
-FAST_FROZENLAKE = ["logger=none", "total_steps=40000"]
+FAST_FROZENLAKE = ["logger=none", "total_steps=40000", "objective.seeds=[0]"]
 
 
 def load(study: str, storage: str) -> optuna.Study:
@@ -111,7 +111,12 @@ def test_shipped_sweeps_validate(capsys, tmp_path, monkeypatch):
 
 
 def test_frozenlake_sweep_reports_preset_and_resumes(tmp_path, study_name):
-    args = ["sweep=frozenlake_tabular", f"study={study_name}", "total_steps=40000"]
+    args = [
+        "sweep=frozenlake_tabular",
+        f"study={study_name}",
+        "total_steps=40000",
+        "objective.seeds=[0]",
+    ]
     first = run_sweep(*args, "n_trials=3", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     storage = sqlite(tmp_path, study_name)
