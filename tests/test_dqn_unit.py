@@ -129,3 +129,37 @@ def test_nature_cnn_scales_uint8_inside_forward():
 def test_mlp_one_hot_encodes_discrete_states():
     net = MLP(gym.spaces.Discrete(16), 4, [8])
     assert net(torch.tensor([0, 15])).shape == (2, 4)
+
+
+def test_fast_cpu_kernels_train_the_same_network():
+    """channels_last convolutions and fused Adam are speed choices: the same updates result."""
+    torch.manual_seed(0)
+    obs = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8)
+    target = torch.randn(32, 6)
+    nets, opts = [], []
+    for fast in (False, True):
+        torch.manual_seed(1)
+        net = NatureCNN(4, 6, channels_last=fast)
+        nets.append(net)
+        opts.append(torch.optim.Adam(net.parameters(), lr=1e-3, fused=fast))
+    assert nets[1].trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for _ in range(3):
+        for net, opt in zip(nets, opts, strict=True):
+            loss = nn.functional.mse_loss(net(obs), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    slow, fast = (dict(n.state_dict()) for n in nets)
+    for key in slow:
+        torch.testing.assert_close(fast[key], slow[key], rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(nets[1](obs), nets[0](obs), rtol=1e-4, atol=1e-4)
+
+
+def test_allocator_tuning_takes_effect_on_glibc():
+    import platform
+
+    from dqn_harness.perf import tune_allocator
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert tune_allocator()

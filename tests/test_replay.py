@@ -100,6 +100,53 @@ def test_samples_match_the_env_transitions_across_wraparound(num_envs):
     assert (batch["next_obs"][truncated_rows][:, -1, 0, 2] == 8).all()  # step 7 encoded as 8
 
 
+@pytest.mark.parametrize("num_envs", [1, 3])
+def test_n_step_windows_stop_at_episode_ends_and_the_newest_step(num_envs):
+    env = counter_vec_env(num_envs)
+    buffer = ReplayBuffer(40, num_envs, (4, 1, 3), np.uint8, stack=4, seed=2)
+    collector = Collector(env, random_policy, lambda _: 1.0, buffer, seed=0)
+    streams: list[list] = [[] for _ in range(num_envs)]  # each env's transitions, in order
+    where = {}
+    for _ in range(130):
+        t = collector.step()
+        for e in np.flatnonzero(t.real):
+            where[t.obs[e][-1].tobytes()] = (e, len(streams[e]))
+            streams[e].append((t.rewards[e], t.terminated[e], t.truncated[e], t.next_obs[e]))
+    assert buffer.written == buffer.slots, "the ring must have wrapped"
+    n = 3
+    batch = buffer.sample(2000, n_step=n)
+    assert batch["rewards"].shape == (2000, n)
+    ends = {"full": 0, "terminated": 0, "truncated": 0, "newest": 0}
+    for i in range(2000):
+        e, k = where[batch["obs"][i, -1].numpy().tobytes()]
+        window = []
+        for reward, terminated, truncated, next_obs in streams[e][k : k + n]:
+            window.append((reward, terminated, truncated, next_obs))
+            if terminated or truncated:
+                break
+        m = len(window)
+        assert int(batch["n_steps"][i]) == m
+        np.testing.assert_allclose(batch["rewards"][i, :m].numpy(), [w[0] for w in window])
+        assert (batch["rewards"][i, m:] == 0).all()
+        assert bool(batch["terminated"][i]) == bool(window[-1][1])
+        assert bool(batch["truncated"][i]) == bool(window[-1][2])
+        np.testing.assert_array_equal(batch["next_obs"][i].numpy(), window[-1][3])
+        if window[-1][1]:
+            ends["terminated"] += 1
+        elif window[-1][2]:
+            ends["truncated"] += 1
+        elif m == n:
+            ends["full"] += 1
+        else:
+            ends["newest"] += 1
+    assert all(count > 0 for count in ends.values()), ends
+    # n_step=1 through the same path gives the one-step batch
+    envs, slots = buffer.sample_indices(64)
+    one, n1 = buffer.gather(envs, slots), buffer.gather(envs, slots, n_step=1)
+    for key in one:
+        assert torch.equal(one[key], n1[key])
+
+
 def test_only_recent_transitions_survive():
     env = counter_vec_env(1)
     buffer = ReplayBuffer(30, 1, (4, 1, 3), np.uint8, stack=4, seed=1)

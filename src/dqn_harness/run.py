@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from dqn_harness.config import validate
 from dqn_harness.envs import make_vec_env, reward_threshold
 from dqn_harness.evaluation import Evaluator
+from dqn_harness.perf import tune_allocator
 from dqn_harness.stopping import StopFlag
 from dqn_harness.tracking import Tracker
 
@@ -41,6 +42,7 @@ def run(
     validate(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
+    tune_allocator()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     stop = StopFlag()
     stop.install()

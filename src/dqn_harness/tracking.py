@@ -44,6 +44,7 @@ LOGGED_METRICS = (
     "train/td_error_abs",
     "train/states_visited",
     "perf/sps",
+    "perf/wall_s",
 )
 # Numeric fields of summary.json.
 SUMMARY_FIELDS = (
@@ -213,7 +214,10 @@ class Tracker:
             t0, s0 = self._rate_mark
             self.sps = (env_steps - s0) / max(now - t0, 1e-9)
             self._rate_mark = (now, env_steps)
-            self.log({"train/epsilon": epsilon, "perf/sps": self.sps}, env_steps)
+            self.log(
+                {"train/epsilon": epsilon, "perf/sps": self.sps, "perf/wall_s": now - self.start},
+                env_steps,
+            )
         now = time.perf_counter()
         if now - self._bar_time > 0.5:
             self._bar_time = now

@@ -177,21 +177,70 @@ class ReplayBuffer:
             raise RuntimeError("replay sampling found no complete transition")
         return np.concatenate(envs_out), np.concatenate(slots_out)
 
-    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+    def sample(self, batch_size: int, n_step: int = 1) -> dict[str, torch.Tensor]:
         envs, slots = self.sample_indices(batch_size)
-        return self.gather(envs, slots)
+        return self.gather(envs, slots, n_step)
 
-    def gather(self, envs: np.ndarray, slots: np.ndarray) -> dict[str, torch.Tensor]:
-        """Transitions at (env, slot): observations stay in their stored dtype (uint8 frames)."""
-        nxt = (slots + 1) % self.slots
+    def gather(
+        self, envs: np.ndarray, slots: np.ndarray, n_step: int = 1
+    ) -> dict[str, torch.Tensor]:
+        """Transitions at (env, slot): observations stay in their stored dtype (uint8 frames).
+
+        With ``n_step > 1`` each transition is extended along its own env's ring for up to
+        ``n_step`` steps, stopping early at a termination, a truncation or the newest stored
+        step: ``rewards`` is then ``(B, n_step)`` (the raw rewards, zero past the window, so the
+        loss can clip before discounting), ``n_steps`` the window lengths ``m``, ``next_obs`` the
+        observation to bootstrap from (``m`` steps on), ``terminated``/``truncated`` how the
+        window ended. Nothing ever crosses an episode boundary.
+        """
+        if n_step == 1:
+            nxt = (slots + 1) % self.slots
+            return {
+                "obs": torch.from_numpy(self._stacks(envs, slots)),
+                "actions": torch.from_numpy(self.actions[envs, slots].astype(np.int64)),
+                "rewards": torch.from_numpy(self.rewards[envs, slots]),
+                "next_obs": torch.from_numpy(self._stacks(envs, nxt)),
+                "terminated": torch.from_numpy(self.terminated[envs, slots].astype(np.float32)),
+                "truncated": torch.from_numpy(self.truncated[envs, slots].astype(np.float32)),
+            }
+        rewards, steps, terminated, truncated, end = self.n_step_window(envs, slots, n_step)
         return {
             "obs": torch.from_numpy(self._stacks(envs, slots)),
             "actions": torch.from_numpy(self.actions[envs, slots].astype(np.int64)),
-            "rewards": torch.from_numpy(self.rewards[envs, slots]),
-            "next_obs": torch.from_numpy(self._stacks(envs, nxt)),
-            "terminated": torch.from_numpy(self.terminated[envs, slots].astype(np.float32)),
-            "truncated": torch.from_numpy(self.truncated[envs, slots].astype(np.float32)),
+            "rewards": torch.from_numpy(rewards),
+            "n_steps": torch.from_numpy(steps),
+            "next_obs": torch.from_numpy(self._stacks(envs, end)),
+            "terminated": torch.from_numpy(terminated.astype(np.float32)),
+            "truncated": torch.from_numpy(truncated.astype(np.float32)),
         }
+
+    def n_step_window(
+        self, envs: np.ndarray, slots: np.ndarray, n_step: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Rewards (B, n), lengths, terminated, truncated and bootstrap slots of n-step windows.
+
+        Walking forward from a stored transition only visits newer slots of the same env, and
+        the walk stops before any slot without a transition (an episode's final frame, or the
+        newest frame), so a window never reads overwritten or foreign data.
+        """
+        batch = len(slots)
+        rewards = np.zeros((batch, n_step), dtype=np.float32)
+        steps = np.zeros(batch, dtype=np.int64)
+        terminated = np.zeros(batch, dtype=bool)
+        truncated = np.zeros(batch, dtype=bool)
+        cur = np.asarray(slots).copy()
+        alive = np.ones(batch, dtype=bool)
+        for k in range(n_step):
+            rewards[alive, k] = self.rewards[envs[alive], cur[alive]]
+            steps += alive
+            term = alive & self.terminated[envs, cur]
+            trunc = alive & self.truncated[envs, cur]
+            terminated |= term
+            truncated |= trunc
+            nxt = (cur + 1) % self.slots
+            cur = np.where(alive, nxt, cur)
+            alive &= ~term & ~trunc & self.has_next[envs, nxt]
+        return rewards, steps, terminated, truncated, cur
 
     def state_summary(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,199 @@
+"""Training throughput: the full harness (what train.py runs) against a bare PyTorch DQN loop.
+
+    .venv/bin/python experiments/bench/train_throughput.py [--steps 4000] [--warmup 1000]
+        [--repeats 2] [--backend gymnasium] [--num-envs 1] [--epsilon 0.01] [--device cpu]
+
+Both sides train DQN on Pong with CleanRL's Atari hyperparameters (batch 32, one update every 4
+agent steps, Adam 1e-4 with eps 1e-8, MSE loss, no gradient clipping, target sync every 1000
+agent steps, γ 0.99, sign-clipped rewards in the target) on the same env backend, the same Nature
+CNN and the same number of agent steps and updates.
+
+- harness: ``dqn_harness.run.run`` on a config composed exactly as ``python train.py`` composes
+  it (Lightning trainer, replay dataset, compact frame replay, collector, W&B offline logging,
+  progress bookkeeping, summary and checkpoints).
+- bare: one plain loop, the way a single-file DQN is written: ε-greedy from the same network,
+  ``env.step``, stacked ``obs``/``next_obs`` copied into preallocated uint8 tensors, a uniform
+  batch indexed out of them, ``loss.backward()``, ``optimizer.step()``, a hard target copy. It is
+  the limit: nothing but the work DQN must do, with the same kernels the harness picks (fused
+  Adam, NHWC convolutions on CPU), so the ratio measures what the harness itself adds.
+- bare_default: the same loop with PyTorch's defaults (per-tensor Adam, NCHW), as CleanRL's
+  ``dqn_atari.py`` runs; harness / bare_default is what a researcher gains by switching.
+
+ε is held at ``--epsilon`` (default 0.01, where a Pong run spends most of its steps) so every agent
+step runs the acting forward pass. Steps/s are taken over the training window only (after
+``--warmup`` agent steps, which fill the replay and warm the allocator), from ``perf/wall_s`` in
+the harness's metrics.jsonl and from the loop's own clock. Runs alternate bare/harness
+``--repeats`` times and the ratio is of the medians, so drift on a noisy machine hits both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+from dqn_harness.cli import compose_config  # noqa: E402
+from dqn_harness.envs import make_vec_env  # noqa: E402
+from dqn_harness.nets import NatureCNN  # noqa: E402
+from dqn_harness.perf import tune_allocator  # noqa: E402
+from dqn_harness.run import run  # noqa: E402
+from dqn_harness.tracking import read_metrics  # noqa: E402
+
+LOG_EVERY = 500
+
+
+def overrides(a: argparse.Namespace, out: Path) -> list[str]:
+    total = a.warmup + a.steps
+    return [
+        "env=pong",
+        f"env.backend={a.backend}",
+        f"env.num_envs={a.num_envs}",
+        "batch_size=32",
+        "train_freq=4",
+        "optim.lr=1e-4",
+        "optim.eps=1e-8",
+        "algo.loss=mse",
+        "algo.max_grad_norm=null",
+        "schedule.target_sync=1000",
+        f"schedule.epsilon.start={a.epsilon}",
+        f"schedule.epsilon.end={a.epsilon}",
+        f"learning_starts={a.warmup}",
+        f"total_steps={total}",
+        f"buffer.capacity={total}",
+        f"eval.every={10 * total}",  # no evaluation inside the window
+        "eval.episodes=1",
+        f"logger.every={LOG_EVERY}",
+        f"logger.save_dir={out}",
+        "progress=false",
+        f"trainer={'gpu' if a.device == 'cuda' else 'cpu'}",
+    ]
+
+
+def harness(a: argparse.Namespace, out: Path, i: int) -> float:
+    cfg = compose_config(ROOT / "conf", overrides(a, out) + [f"run_name=bench-{i}"])
+    run_dir = out / f"bench-{i}"
+    run(cfg, run_dir)
+    walls = read_metrics(run_dir, "perf/wall_s")
+    window = [(s, t) for s, t in walls if s >= a.warmup]
+    (s0, t0), (s1, t1) = window[0], window[-1]
+    return (s1 - s0) / (t1 - t0)
+
+
+def bare(a: argparse.Namespace, out: Path, same_kernels: bool) -> float:
+    """``same_kernels``: the harness's fused Adam and NHWC convolutions (else PyTorch defaults)."""
+    cfg = compose_config(ROOT / "conf", overrides(a, out))
+    device = torch.device(a.device)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    env = make_vec_env(cfg.env, a.num_envs)
+    n, n_actions = a.num_envs, int(env.single_action_space.n)
+    channels_last = same_kernels and cfg.trainer.channels_last
+    q_net = NatureCNN(4, n_actions, channels_last=channels_last).to(device)
+    target = copy.deepcopy(q_net)
+    fused = same_kernels and cfg.optim.fused
+    opt = torch.optim.Adam(q_net.parameters(), lr=1e-4, eps=1e-8, fused=fused)
+    cap = a.warmup + a.steps + n
+    obs_buf = torch.zeros((cap, 4, 84, 84), dtype=torch.uint8)
+    next_buf = torch.zeros((cap, 4, 84, 84), dtype=torch.uint8)
+    act_buf = torch.zeros(cap, dtype=torch.int64)
+    rew_buf = torch.zeros(cap)
+    term_buf = torch.zeros(cap)
+    size = 0
+    obs, _ = env.reset(seed=0)
+    autoreset = np.zeros(n, dtype=bool)
+    steps, next_update, next_sync, t0 = 0, a.warmup, 1000, 0.0
+    while steps < a.warmup + a.steps:
+        if steps >= a.warmup and not t0:
+            t0, s0 = time.perf_counter(), steps
+        if rng.random() < a.epsilon:
+            actions = rng.integers(n_actions, size=n)
+        else:
+            with torch.no_grad():
+                actions = q_net(torch.as_tensor(obs, device=device)).argmax(1).cpu().numpy()
+        next_obs, rewards, terminated, truncated, _ = env.step(actions)
+        for e in np.flatnonzero(~autoreset):  # gymnasium 1.x: skip the autoreset step
+            obs_buf[size] = torch.from_numpy(obs[e])
+            next_buf[size] = torch.from_numpy(next_obs[e])
+            act_buf[size], rew_buf[size] = int(actions[e]), float(rewards[e])
+            term_buf[size] = float(terminated[e])
+            size += 1
+            steps += 1
+        autoreset = terminated | truncated
+        obs = next_obs
+        while steps >= next_update:
+            next_update += 4
+            idx = torch.from_numpy(rng.integers(size, size=32))
+            b_obs, b_next = obs_buf[idx].to(device), next_buf[idx].to(device)
+            b_r, b_t = rew_buf[idx].to(device), term_buf[idx].to(device)
+            with torch.no_grad():
+                y = torch.sign(b_r) + 0.99 * (1 - b_t) * target(b_next).max(1).values
+            q = q_net(b_obs).gather(1, act_buf[idx].to(device).unsqueeze(1)).squeeze(1)
+            loss = F.mse_loss(q, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if steps >= next_sync:
+            next_sync += 1000
+            target.load_state_dict(q_net.state_dict())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - t0
+    env.close()
+    return (steps - s0) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4000, help="agent steps timed")
+    parser.add_argument("--warmup", type=int, default=1000, help="agent steps before the window")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--backend", default="gymnasium", choices=["gymnasium", "ale_vector"])
+    parser.add_argument("--num-envs", type=int, default=1)
+    parser.add_argument("--epsilon", type=float, default=0.01)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    a = parser.parse_args()
+    tune_allocator()  # process-wide, and run() sets it anyway: every side runs with it
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    print(
+        f"Pong, {a.backend} x{a.num_envs}, {a.device}, ε={a.epsilon}: {a.steps} agent steps "
+        f"timed after {a.warmup}, {a.repeats} repeats, torch threads {torch.get_num_threads()}"
+    )
+    runs = {
+        "bare": lambda tmp, i: bare(a, tmp, same_kernels=True),
+        "harness": lambda tmp, i: harness(a, tmp, i),
+        "bare_default": lambda tmp, i: bare(a, tmp, same_kernels=False),
+    }
+    results: dict[str, list[float]] = {name: [] for name in runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(a.repeats):
+            order = list(runs)[i % 3 :] + list(runs)[: i % 3]  # rotate: no side always first
+            for name in order:
+                results[name].append(runs[name](Path(tmp), i))
+                print(f"  {name:<13}{results[name][-1]:7.1f} agent steps/s", flush=True)
+    med = {name: statistics.median(v) for name, v in results.items()}
+    print(
+        f"median agent steps/s: bare {med['bare']:.1f}, harness {med['harness']:.1f}, "
+        f"bare with PyTorch's default kernels {med['bare_default']:.1f}\n"
+        f"harness / bare (same kernels): {med['harness'] / med['bare']:.3f}   "
+        f"harness / bare (default kernels, CleanRL-style): "
+        f"{med['harness'] / med['bare_default']:.3f}"
+    )
+    print(json.dumps({"median_sps": med, "runs": results}))
+
+
+if __name__ == "__main__":
+    main()
