@@ -155,6 +155,134 @@ def bare(a: argparse.Namespace, out: Path, same_kernels: bool) -> float:
     return (steps - s0) / elapsed
 
 
+def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, float]:
+    """The harness's own costs, each timed against its bare equivalent in alternation.
+
+    End-to-end steps/s on a shared machine drift by ±10% between runs, more than the few percent
+    the harness adds, so this measures the pieces with the network's compute taken out:
+    - Lightning's per-update cost: ``Trainer.fit`` over a stream of ready batches against a plain
+      ``zero_grad/backward/step`` loop, with a tiny MLP so the maths is negligible;
+    - the collector's per-agent-step cost (ε-greedy bookkeeping, replay write, tracker hook)
+      against a bare ``env.step`` with a copy into a preallocated array;
+    - replay sampling (stacks rebuilt from frames) against indexing stored stacks.
+    """
+    import gymnasium as gym
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from dqn_harness.agents.dqn import DQN, quiet_lightning
+    from dqn_harness.collector import Collector
+    from dqn_harness.nets import MLP
+    from dqn_harness.replay import ReplayBuffer
+    from dqn_harness.tracking import Tracker
+
+    quiet_lightning()
+    small = {
+        "obs": torch.randn(32, 4),
+        "next_obs": torch.randn(32, 4),
+        "actions": torch.randint(0, 2, (32,)),
+        "rewards": torch.randn(32),
+        "terminated": torch.zeros(32),
+        "truncated": torch.zeros(32),
+    }
+    n_updates = 1500
+
+    class Stream(IterableDataset):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            for _ in range(n_updates):
+                self.times.append(time.perf_counter())
+                yield small
+
+    def module() -> DQN:
+        net = MLP(gym.spaces.Box(-1, 1, (4,)), 2, [8])
+        m = DQN(net, gamma=0.99, lr=1e-4, loss="mse", fused=True)
+        m.collector = argparse.Namespace(env_steps=0)  # type: ignore[assignment]
+        return m
+
+    def lightning_ms() -> float:
+        m, stream = module(), Stream()
+        m.train_dataloader = lambda: DataLoader(stream, batch_size=None)  # type: ignore[method-assign]
+        pl.Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        ).fit(m)
+        t = stream.times[100:]
+        return 1e3 * (t[-1] - t[0]) / (len(t) - 1)
+
+    def plain_ms() -> float:
+        m = module()
+        opt = m.configure_optimizers()
+        t = []
+        for i in range(n_updates):
+            t.append(time.perf_counter())
+            loss = m.training_step(small, i)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        t = t[100:]
+        return 1e3 * (t[-1] - t[0]) / (len(t) - 1)
+
+    cfg = compose_config(ROOT / "conf", overrides(a, out) + ["logger=none"])
+    env = make_vec_env(cfg.env, a.num_envs)
+    buffer = ReplayBuffer(20_000, a.num_envs, (4, 84, 84), np.uint8, stack=4)
+    (out / "acct").mkdir(exist_ok=True)
+    tracker = Tracker(cfg, out / "acct", progress=False)
+    zeros = np.zeros(a.num_envs, dtype=np.int64)
+    collector = Collector(env, lambda o: zeros, lambda s: 0.0, buffer, on_step=tracker.on_step)
+    store = np.zeros((20_000, a.num_envs, 4, 84, 84), dtype=np.uint8)
+    n_steps = 2000
+
+    def collector_ms() -> float:
+        t = time.perf_counter()
+        for _ in range(n_steps):
+            collector.step()
+        return 1e3 * (time.perf_counter() - t) / (n_steps * a.num_envs)
+
+    def env_ms() -> float:
+        t = time.perf_counter()
+        for i in range(n_steps):
+            o = env.step(zeros)[0]
+            store[i] = o
+        return 1e3 * (time.perf_counter() - t) / (n_steps * a.num_envs)
+
+    stacked = np.zeros((20_000, 4, 84, 84), dtype=np.uint8)
+    stacked[:] = 1
+    rng = np.random.default_rng(0)
+
+    def sample_ms() -> float:
+        t = time.perf_counter()
+        for _ in range(2000):
+            buffer.sample(32)
+        return 1e3 * (time.perf_counter() - t) / 2000
+
+    def index_ms() -> float:
+        t = time.perf_counter()
+        for _ in range(2000):
+            idx = rng.integers(len(stacked), size=32)
+            torch.from_numpy(stacked[idx]), torch.from_numpy(stacked[(idx + 1) % len(stacked)])
+        return 1e3 * (time.perf_counter() - t) / 2000
+
+    pairs = {
+        "lightning": (lightning_ms, plain_ms),
+        "collector": (collector_ms, env_ms),
+        "sample": (sample_ms, index_ms),
+    }
+    cost: dict[str, list[float]] = {k: [] for k in pairs}
+    for _ in range(rounds):
+        for name, (ours, theirs) in pairs.items():
+            cost[name].append(ours() - theirs())
+    tracker.close({}, "finished")
+    env.close()
+    return {f"{k}_ms": statistics.median(v) for k, v in cost.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4000, help="agent steps timed")
@@ -184,6 +312,7 @@ def main() -> None:
             for name in order:
                 results[name].append(runs[name](Path(tmp), i))
                 print(f"  {name:<13}{results[name][-1]:7.1f} agent steps/s", flush=True)
+        acct = accounting(a, Path(tmp))
     med = {name: statistics.median(v) for name, v in results.items()}
     print(
         f"median agent steps/s: bare {med['bare']:.1f}, harness {med['harness']:.1f}, "
@@ -192,7 +321,15 @@ def main() -> None:
         f"harness / bare (default kernels, CleanRL-style): "
         f"{med['harness'] / med['bare_default']:.3f}"
     )
-    print(json.dumps({"median_sps": med, "runs": results}))
+    cycle_ms = 1e3 * 4 / med["bare"]  # one update and its 4 agent steps, at the bare loop's rate
+    extra = acct["lightning_ms"] + 4 * acct["collector_ms"] + acct["sample_ms"]
+    print(
+        f"accounted harness cost per update cycle ({cycle_ms:.1f} ms at the bare rate): "
+        f"Lightning {acct['lightning_ms']:.3f} ms + collector 4 x {acct['collector_ms']:.3f} ms "
+        f"+ replay sampling {acct['sample_ms']:.3f} ms = {extra:.2f} ms "
+        f"({100 * extra / cycle_ms:.1f}%): expected ratio {cycle_ms / (cycle_ms + extra):.3f}"
+    )
+    print(json.dumps({"median_sps": med, "runs": results, "accounting_ms": acct}))
 
 
 if __name__ == "__main__":
