@@ -90,6 +90,12 @@ def train_main(cfg: DictConfig) -> None:
         _drop_empty_run_dir(run_dir)
         _fail(str(exc))
     print(describe(summary, run_dir))
+    if summary.get("error"):
+        checkpoint = f"; checkpoints keep the last finite weights: {summary['checkpoint']}"
+        print(
+            f"error: {summary['error']}{checkpoint if summary.get('checkpoint') else ''}",
+            file=sys.stderr,
+        )
     if summary["exit_code"]:
         sys.exit(summary["exit_code"])
 

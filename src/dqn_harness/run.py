@@ -15,7 +15,7 @@ from dqn_harness.config import validate
 from dqn_harness.envs import make_vec_env, reward_threshold
 from dqn_harness.evaluation import Evaluator
 from dqn_harness.perf import tune_allocator
-from dqn_harness.stopping import StopFlag
+from dqn_harness.stopping import Diverged, StopFlag
 from dqn_harness.tracking import Tracker
 
 
@@ -35,9 +35,10 @@ def run(
 
     ``summary["status"]`` is ``solved``, ``finished``, ``pruned`` (``on_eval``, a sweep's
     pruning hook called with each evaluation's agent step and mean return, asked to stop),
-    ``interrupted`` (Ctrl-C / SIGTERM, with ``exit_code`` 130 / 143) or ``failed`` (an
-    exception, which is re-raised). ``extra_config`` goes into the logged run config (a sweep's
-    study and trial number).
+    ``interrupted`` (Ctrl-C / SIGTERM, with ``exit_code`` 130 / 143), ``diverged`` (a
+    non-finite loss; ``error`` says where, ``exit_code`` 1, checkpoints keep the last finite
+    weights) or ``failed`` (an exception, which is re-raised). ``extra_config`` goes into the
+    logged run config (a sweep's study and trial number).
     """
     validate(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -63,17 +64,20 @@ def run(
             from dqn_harness.agents.dqn import train_dqn as train
         else:
             from dqn_harness.agents.tabular import train_tabular as train
-        extra = train(cfg, tracker, evaluator, stop)
-        if stop.is_set():
-            status = "interrupted"
-        elif evaluator.pruned:
-            status = "pruned"
-        else:
-            status = "solved" if evaluator.solved else "finished"
+        try:
+            extra = train(cfg, tracker, evaluator, stop)
+            if stop.is_set():
+                status = "interrupted"
+            elif evaluator.pruned:
+                status = "pruned"
+            else:
+                status = "solved" if evaluator.solved else "finished"
+        except Diverged as exc:
+            status, extra = "diverged", {"error": str(exc)}
     finally:
         summary = tracker.write_summary({**evaluator.summary(), **extra, "status": status})
         tracker.close(summary, status)
         stop.uninstall()
         eval_env.close()
-    summary["exit_code"] = stop.exit_code
+    summary["exit_code"] = 1 if status == "diverged" else stop.exit_code
     return summary

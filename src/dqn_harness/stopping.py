@@ -14,6 +14,22 @@ from types import FrameType
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
+class Diverged(RuntimeError):
+    """A non-finite loss or Q-value: training stops instead of going on with NaN weights.
+
+    Raised from inside the update, before the optimizer applies the bad gradient, so the
+    checkpoints on disk (written at earlier evaluations) keep the last finite weights.
+    """
+
+    def __init__(self, what: str, env_steps: int, grad_steps: int) -> None:
+        super().__init__(
+            f"training diverged: non-finite {what} at agent step {env_steps:,} "
+            f"(gradient step {grad_steps:,})"
+        )
+        self.env_steps = env_steps
+        self.grad_steps = grad_steps
+
+
 class StopFlag:
     def __init__(self) -> None:
         self._event = threading.Event()

@@ -533,6 +533,9 @@ class TrialRunner:
             if summary["status"] == "interrupted":
                 trial.set_user_attr("error", "interrupted (Ctrl-C/SIGTERM); re-queued")
                 raise Interrupted(f"trial {trial.number} interrupted")
+            if summary["status"] == "diverged":  # failed; the sweep goes on to the next trial
+                trial.set_user_attr("error", summary["error"])
+                raise RuntimeError(f"trial {trial.number}, seed {seed}: {summary['error']}")
             if summary["status"] == "pruned":
                 trial.set_user_attr("pruned_at", f"seed {seed}, {reporter.pruned_at} steps")
                 raise optuna.TrialPruned(f"seed {seed} at {reporter.pruned_at} agent steps")

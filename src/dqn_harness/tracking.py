@@ -262,7 +262,7 @@ class Tracker:
                     if value is not None:
                         run.summary[key] = value
                 run.summary["status"] = status
-                if status in ("pruned", "interrupted", "failed"):
+                if status in ("pruned", "interrupted", "failed", "diverged"):
                     run.tags = (*run.tags, status)
                 run.finish(exit_code=0 if ok else 1)
             else:

@@ -27,7 +27,7 @@ from dqn_harness.evaluation import Evaluator, save_atomic
 from dqn_harness.nets import build_q_net
 from dqn_harness.replay import ReplayBuffer, ReplayDataset
 from dqn_harness.schedules import Cadence, EpsilonSchedule, TargetSync
-from dqn_harness.stopping import StopFlag
+from dqn_harness.stopping import Diverged, StopFlag
 from dqn_harness.tracking import Tracker
 
 
@@ -76,6 +76,10 @@ class DQN(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, q = self.td_loss(batch)
+        # On CPU the check is free, so it runs every update and names the exact step; on a GPU
+        # it would force a sync per update, so there pop_stats checks at every scalar log.
+        if loss.device.type == "cpu" and not torch.isfinite(loss):
+            self._diverged("loss")
         if self.stats.device != loss.device:
             self.stats = self.stats.to(loss.device)
         self.stats += torch.stack([loss.detach(), q.detach().mean(), torch.ones_like(loss)])
@@ -86,10 +90,16 @@ class DQN(pl.LightningModule):
         if self.sync.due(self.collector.env_steps):
             self.target_net.load_state_dict(self.q_net.state_dict())
 
+    def _diverged(self, what: str) -> None:
+        env_steps = self.collector.env_steps if self.collector is not None else 0
+        raise Diverged(what, env_steps, self.trainer.global_step)
+
     def pop_stats(self) -> dict[str, float]:
         """Mean loss and Q since the last call (one device sync per log, not per step)."""
         loss, q, n = self.stats.tolist()
         self.stats.zero_()
+        if not (np.isfinite(loss) and np.isfinite(q)):
+            self._diverged("loss" if not np.isfinite(loss) else "Q-value")
         return {} if n == 0 else {"train/loss": loss / n, "train/q_mean": q / n}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
