@@ -96,3 +96,19 @@ def test_cli_rejects_bad_input_without_traceback(tmp_path, args, expected):
     message = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("\t")]
     assert len(message) <= 5, proc.stderr  # tab-indented lines are Hydra's list of options
     assert not run_dir.exists(), "a rejected config must not leave a run dir behind"
+
+
+def test_cli_rejects_output_dirs_it_cannot_write(tmp_path):
+    blocker = tmp_path / "afile"  # a file where a directory must go (root ignores mode bits)
+    blocker.write_text("keep me")
+    cases = [
+        ([f"hydra.run.dir={blocker}/run"], "hydra.run.dir"),
+        ([f"hydra.run.dir={tmp_path / 'run'}", f"logger.save_dir={blocker}/wb"], "logger.save_dir"),
+    ]
+    for args, key in cases:
+        proc = run_train("env=cartpole", "logger=wandb", *args, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert f"error: {key}: cannot create" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert blocker.read_text() == "keep me"
+    assert not (tmp_path / "run").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -50,9 +51,33 @@ def preflight(conf_dir: Path, argv: list[str]) -> None:
     if any(arg.startswith("-") for arg in argv):
         return
     try:
-        compose_config(conf_dir, argv)
+        cfg = compose_config(conf_dir, argv)
+        run_dir = next(
+            (a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), "outputs"
+        )
+        check_writable("hydra.run.dir", Path(run_dir))
+        if cfg.logger.name == "wandb":
+            check_writable("logger.save_dir", Path(cfg.logger.save_dir))
     except ConfigError as exc:
         _fail(str(exc))
+
+
+def check_writable(key: str, path: Path) -> None:
+    """Fail before Hydra or W&B try to create ``path`` (they would fail with a traceback).
+
+    Probes by creating a file in the nearest existing ancestor: permission bits alone say
+    nothing for root or on a read-only mount.
+    """
+    probe = path.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(key, f"cannot create {path}: {probe} is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ConfigError(key, f"cannot write to {path} ({exc.strerror or exc})") from None
 
 
 def _known_keys(full_key: str) -> str:
