@@ -17,5 +17,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    preflight(CONF, sys.argv[1:])
+    sys.argv[1:] = preflight(CONF, sys.argv[1:])
     main()

@@ -43,15 +43,22 @@ def compose_config(conf_dir: Path, overrides: list[str]) -> DictConfig:
         raise ConfigError("overrides", str(exc).splitlines()[0]) from None
 
 
-def preflight(conf_dir: Path, argv: list[str]) -> None:
+def preflight(conf_dir: Path, argv: list[str]) -> list[str]:
     """Compose once before Hydra does, so a bad override gets one line naming the key.
 
-    Flags (``--cfg``, ``-m``, ...) are left to Hydra itself.
+    Returns the arguments Hydra should see: ``resume=<run dir>`` expands to that run's own
+    overrides (new ones on top) and its directory. Flags (``--cfg``, ``-m``, ...) are left to
+    Hydra itself.
     """
     if any(arg.startswith("-") for arg in argv):
-        return
+        return argv
     try:
+        argv, state = resume_argv(argv)
         cfg = compose_config(conf_dir, argv)
+        if state is not None:
+            from dqn_harness.checkpointing import check_compatible
+
+            check_compatible(OmegaConf.to_container(cfg, resolve=True), state["config"])  # type: ignore[arg-type]
         run_dir = next(
             (a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), "outputs"
         )
@@ -60,6 +67,39 @@ def preflight(conf_dir: Path, argv: list[str]) -> None:
             check_writable("logger.save_dir", Path(cfg.logger.save_dir))
     except ConfigError as exc:
         _fail(str(exc))
+    return argv
+
+
+RESUME_OWNED = ("resume=", "hydra.run.dir=", "run_name=")
+
+
+def resume_argv(argv: list[str]) -> tuple[list[str], dict | None]:
+    """``resume=DIR [overrides]`` -> DIR's saved overrides, the new ones, and DIR itself.
+
+    The run continues under its own name and directory with the config it was started with;
+    overrides given now (``total_steps=2000000`` to train longer) apply on top, and a change
+    the checkpoint cannot follow (another env or network) is refused by check_compatible.
+    """
+    given = [a for a in argv if a.startswith("resume=")]
+    if not given or given[-1] in ("resume=", "resume=null"):
+        return argv, None
+    from dqn_harness.checkpointing import load_state
+
+    run_dir = Path(given[-1].split("=", 1)[1]).absolute()
+    state = load_state(run_dir)  # missing dir or checkpoint, corrupt file: ConfigError
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    if not saved_file.exists():
+        raise ConfigError("resume", f"{run_dir} is not a train.py run directory (no .hydra/)")
+    saved = [str(a) for a in OmegaConf.load(saved_file) if not str(a).startswith(RESUME_OWNED)]
+    new = [a for a in argv if not a.startswith(RESUME_OWNED)]
+    argv = [
+        *saved,
+        *new,
+        f"resume={run_dir}",
+        f"hydra.run.dir={run_dir}",
+        f"run_name={state['config']['run_name']}",
+    ]
+    return argv, state
 
 
 def check_writable(key: str, path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from gymnasium.vector import VectorEnv
@@ -59,6 +60,18 @@ class Collector:
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._returns = np.zeros(self.num_envs, dtype=np.float64)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Counters and RNG; the env itself starts new episodes (its state is not saved)."""
+        self.env_steps, self.episodes = state["env_steps"], state["episodes"]
+        self.rng.bit_generator.state = state["rng"]
 
     def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
         """ε-greedy; the network is skipped when every env explores (all of warm-up at ε=1)."""

@@ -117,6 +117,12 @@ class EvalConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every: int = 50_000  # agent steps between resumable checkpoints (also written on exit)
+    buffer: bool = True  # include the replay buffer (false: a resumed run refills it first)
+
+
+@dataclass
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
@@ -127,6 +133,8 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    resume: str | None = None  # a run dir: continue that run from its last checkpoint
     seed: int = 0
     total_steps: int = 1_000_000  # agent env steps (an Atari agent step is frame_skip frames)
     batch_size: int = 32
@@ -209,6 +217,7 @@ def validate(cfg: DictConfig) -> None:
         "eval.every",
         "eval.episodes",
         "eval.num_envs",
+        "checkpoint.every",
     ):
         _positive(key, _get(cfg, key))
     if cfg.learning_starts < 0:

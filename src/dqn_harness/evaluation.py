@@ -139,6 +139,30 @@ class Evaluator:
             self.run(env_steps, policy, checkpoint)
         checkpoint(self.ckpt_dir / "last.pt")
 
+    def state(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "last_step": self.last_step,
+            "last_mean": self.last_mean,
+            "best_mean": self.best_mean,
+            "solved_at": self.solved_at,
+            "best_path": None if self.best_path is None else str(self.best_path),
+            "last_path": None if self.last_path is None else str(self.last_path),
+            "rng": self.rng.bit_generator.state,
+            "seed": self.seed,
+            "period": self.cadence.period,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.count, self.last_step = state["count"], state["last_step"]
+        self.last_mean, self.best_mean = state["last_mean"], state["best_mean"]
+        self.solved_at = state["solved_at"]
+        self.best_path = None if state["best_path"] is None else Path(state["best_path"])
+        self.last_path = None if state["last_path"] is None else Path(state["last_path"])
+        self.rng.bit_generator.state = state["rng"]
+        self.seed = state["seed"]
+        self.cadence.period = state["period"]
+
     @property
     def should_stop(self) -> bool:
         return self.pruned or (self.stop_on_solve and self.solved)

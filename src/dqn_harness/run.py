@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from dqn_harness.checkpointing import check_compatible, load_state, restore_rng, trim_metrics
 from dqn_harness.config import validate
 from dqn_harness.envs import make_vec_env, reward_threshold
 from dqn_harness.evaluation import Evaluator
@@ -47,7 +49,18 @@ def run(
     torch.set_num_threads(max(1, torch.get_num_threads()))
     stop = StopFlag()
     stop.install()
-    tracker = Tracker(cfg, run_dir, progress=cfg.progress, extra_config=extra_config)
+    resume = None
+    if cfg.resume:
+        resume = load_state(Path(cfg.resume))
+        check_compatible(OmegaConf.to_container(cfg, resolve=True), resume["config"])  # type: ignore[arg-type]
+        if resume.get("replay_file") is None and cfg.algo.name == "dqn":
+            print(
+                "warning: the checkpoint has no replay buffer (checkpoint.buffer=false): "
+                f"learning restarts after {cfg.learning_starts:,} steps of fresh collection",
+                file=sys.stderr,
+            )
+        trim_metrics(run_dir, resume["env_steps"])
+    tracker = Tracker(cfg, run_dir, progress=cfg.progress, extra_config=extra_config, resume=resume)
     eval_env = make_vec_env(cfg.env, cfg.eval.num_envs)
     evaluator = Evaluator(
         eval_env,
@@ -58,6 +71,9 @@ def run(
         tracker.log,
         on_eval,
     )
+    if resume is not None:
+        evaluator.restore(resume["evaluator"])
+        restore_rng(resume["rng"])
     status, extra = "failed", {}
     try:
         if cfg.algo.name == "dqn":
@@ -65,7 +81,7 @@ def run(
         else:
             from dqn_harness.agents.tabular import train_tabular as train
         try:
-            extra = train(cfg, tracker, evaluator, stop)
+            extra = train(cfg, tracker, evaluator, stop, resume)
             if stop.is_set():
                 status = "interrupted"
             elif evaluator.pruned:

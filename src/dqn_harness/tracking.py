@@ -109,7 +109,10 @@ def wandb_mode(requested: str) -> str:
 
 
 def make_loggers(
-    cfg: DictConfig, run_dir: Path, extra_config: dict[str, Any] | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    extra_config: dict[str, Any] | None = None,
+    wandb_id: str | None = None,
 ) -> list[Logger]:
     name = cfg.logger.name
     if name == "none":
@@ -119,6 +122,7 @@ def make_loggers(
     if name == "tensorboard":
         return [TensorBoardLogger(str(run_dir), name="tensorboard", version="")]
     mode = wandb_mode(cfg.logger.mode)
+    resume_kwargs: dict[str, Any] = {"id": wandb_id, "resume": "allow"} if wandb_id else {}
     save_dir = Path(cfg.logger.save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     logger = WandbLogger(
@@ -133,6 +137,8 @@ def make_loggers(
         job_type=cfg.logger.job_type,
         config={**flatten(OmegaConf.to_container(cfg, resolve=True)), **(extra_config or {})},
         log_model=False,
+        # A resumed run continues the same W&B run; its env_steps axis carries on.
+        **resume_kwargs,
     )
     # Lightning always passes wandb's removed `anonymous` setting, and wandb warns about it on
     # every run (loudly so in a sweep); dropping the key changes nothing else.
@@ -149,15 +155,19 @@ class Tracker:
         run_dir: Path,
         progress: bool = True,
         extra_config: dict[str, Any] | None = None,
+        resume: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
-        self.loggers = make_loggers(cfg, run_dir, extra_config)
+        wandb_id = resume.get("wandb_id") if resume else None
+        self.loggers = make_loggers(cfg, run_dir, extra_config, wandb_id)
+        self.wandb_id: str | None = None
         self.metrics_file = open(run_dir / METRICS_FILE, "a")  # noqa: SIM115 (closed in close())
         self.wandb_run_dir: str | None = None
         for lg in self.loggers:
             if isinstance(lg, WandbLogger):
                 run = lg.experiment
+                self.wandb_id = run.id
                 run.define_metric(STEP_METRIC)
                 for prefix in METRIC_PREFIXES:
                     run.define_metric(f"{prefix}/*", step_metric=STEP_METRIC)
@@ -171,6 +181,7 @@ class Tracker:
                         file=sys.stderr,
                     )
         self.start = time.perf_counter()
+        self.prior_wall_s = 0.0  # wall time of the sessions before a resume
         self.log_cadence = Cadence(cfg.logger.every)
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.episodes = 0
@@ -188,6 +199,9 @@ class Tracker:
             smoothing=0.1,
             file=sys.stderr,
         )
+
+        if resume:
+            self.restore(resume["tracker"])
 
     def log(self, metrics: dict[str, float], env_steps: int) -> None:
         self.metrics_file.write(json.dumps({STEP_METRIC: env_steps, **metrics}) + "\n")
@@ -215,7 +229,7 @@ class Tracker:
             self.sps = (env_steps - s0) / max(now - t0, 1e-9)
             self._rate_mark = (now, env_steps)
             self.log(
-                {"train/epsilon": epsilon, "perf/sps": self.sps, "perf/wall_s": now - self.start},
+                {"train/epsilon": epsilon, "perf/sps": self.sps, "perf/wall_s": self.wall_s},
                 env_steps,
             )
         now = time.perf_counter()
@@ -232,9 +246,27 @@ class Tracker:
             )
             self.bar.refresh()
 
+    def state(self) -> dict[str, Any]:
+        return {
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+            "recent_returns": list(self.recent_returns),
+            "log_period": self.log_cadence.period,
+            "wall_s": self.wall_s,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.episodes = state["episodes"]
+        self.env_steps = state["env_steps"]
+        self.recent_returns.extend(state["recent_returns"])
+        self.log_cadence.period = state["log_period"]
+        self.prior_wall_s = state["wall_s"]
+        self._rate_mark = (self.start, self.env_steps)
+        self.bar.n = min(self.env_steps, self.bar.total)
+
     @property
     def wall_s(self) -> float:
-        return time.perf_counter() - self.start
+        return self.prior_wall_s + time.perf_counter() - self.start
 
     def write_summary(self, fields: dict[str, Any]) -> dict[str, Any]:
         summary = {

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dqn_harness.checkpointing import load_replay, rng_states, write_state
 from dqn_harness.collector import Collector
 from dqn_harness.envs import is_atari, make_vec_env
 from dqn_harness.evaluation import Evaluator, save_atomic
@@ -56,6 +57,17 @@ class DQN(pl.LightningModule):
         self.collector: Collector | None = None  # set once built: it needs self.greedy
         self.dataset: ReplayDataset | None = None
         self.stats = torch.zeros(3)  # running sums of loss and q, and the update count
+        self.grad_offset = 0  # gradient steps taken before a resume
+        self.optimizer_state: dict[str, Any] | None = None  # restored once the trainer has one
+
+    @property
+    def grad_steps(self) -> int:
+        return self.grad_offset + self.trainer.global_step
+
+    def on_train_start(self) -> None:
+        if self.optimizer_state is not None:
+            self.trainer.optimizers[0].load_state_dict(self.optimizer_state)
+            self.optimizer_state = None
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.q_net(obs)
@@ -92,7 +104,7 @@ class DQN(pl.LightningModule):
 
     def _diverged(self, what: str) -> None:
         env_steps = self.collector.env_steps if self.collector is not None else 0
-        raise Diverged(what, env_steps, self.trainer.global_step)
+        raise Diverged(what, env_steps, self.grad_steps)
 
     def pop_stats(self) -> dict[str, float]:
         """Mean loss and Q since the last call (one device sync per log, not per step)."""
@@ -113,13 +125,23 @@ class DQN(pl.LightningModule):
 
 
 class Monitor(pl.Callback):
-    """Per-update bookkeeping outside the algorithm: scalar logs, evaluation, solved stop."""
+    """Per-update bookkeeping outside the algorithm: logs, evaluation, resumable checkpoints."""
 
-    def __init__(self, tracker: Tracker, evaluator: Evaluator, log_every: int, save: Any) -> None:
+    def __init__(
+        self,
+        tracker: Tracker,
+        evaluator: Evaluator,
+        log_every: int,
+        save: Any,
+        checkpoint_every: int,
+        save_state: Any,
+    ) -> None:
         self.tracker = tracker
         self.evaluator = evaluator
         self.log_cadence = Cadence(log_every)
         self.save = save
+        self.checkpoint_cadence = Cadence(checkpoint_every)
+        self.save_state = save_state
 
     def on_train_batch_end(
         self,
@@ -133,10 +155,12 @@ class Monitor(pl.Callback):
         env_steps = module.collector.env_steps
         if self.log_cadence.due(env_steps):
             stats = module.pop_stats()
-            stats["train/grad_steps"] = float(trainer.global_step)
+            stats["train/grad_steps"] = float(module.grad_steps)
             self.tracker.log(stats, env_steps)
         if self.evaluator.due(env_steps):
             self.evaluator.run(env_steps, module.greedy, self.save)
+        if self.checkpoint_cadence.due(env_steps):
+            self.save_state()
 
 
 def quiet_lightning() -> None:
@@ -148,7 +172,11 @@ def quiet_lightning() -> None:
 
 
 def train_dqn(
-    cfg: DictConfig, tracker: Tracker, evaluator: Evaluator, stop: StopFlag
+    cfg: DictConfig,
+    tracker: Tracker,
+    evaluator: Evaluator,
+    stop: StopFlag,
+    resume: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     quiet_lightning()
     env = make_vec_env(cfg.env, cfg.env.num_envs)
@@ -176,15 +204,26 @@ def train_dqn(
         stack=cfg.env.frame_stack if is_atari(cfg.env.id) else None,
         seed=cfg.seed,
     )
+    if resume is not None:
+        module.q_net.load_state_dict(resume["q_net"])
+        module.target_net.load_state_dict(resume["target_net"])
+        module.optimizer_state = resume["optimizer"]
+        module.grad_offset = resume["grad_steps"]
+        module.sync.period = resume["sync_period"]
+        if resume["replay_file"]:
+            load_replay(buffer, evaluator.ckpt_dir / resume["replay_file"])
     collector = Collector(
         env,
         module.greedy,
         EpsilonSchedule.from_config(cfg.schedule.epsilon),
         buffer,
-        seed=cfg.seed,
+        # a resumed run's envs start new episodes; a new seed keeps them from replaying old ones
+        seed=cfg.seed + (resume["collector"]["env_steps"] if resume else 0),
         on_episode=tracker.on_episode,
         on_step=tracker.on_step,
     )
+    if resume is not None:
+        collector.restore(resume["collector"])
     module.collector = collector
     module.dataset = ReplayDataset(
         buffer,
@@ -195,6 +234,13 @@ def train_dqn(
         total_steps=cfg.total_steps,
         should_stop=lambda: stop.is_set() or evaluator.should_stop,
     )
+    if resume is not None:
+        # without its replay, a resumed run collects learning_starts steps before updating again
+        module.dataset.next_update = (
+            resume["next_update"]
+            if resume["replay_file"]
+            else collector.env_steps + cfg.learning_starts
+        )
     config = OmegaConf.to_container(cfg, resolve=True)
 
     def save(path: Path) -> None:
@@ -203,10 +249,37 @@ def train_dqn(
             "target_net": module.target_net.state_dict(),
             "optimizer": trainer.optimizers[0].state_dict() if trainer.optimizers else None,
             "env_steps": collector.env_steps,
-            "grad_steps": trainer.global_step,
+            "grad_steps": module.grad_steps,
             "config": config,
         }
         save_atomic(state, path, torch.save)
+
+    def save_state() -> None:
+        """Everything resume needs (checkpointing.py says what, and why it is kill-safe)."""
+        assert module.dataset is not None
+        state = {
+            "q_net": module.q_net.state_dict(),
+            "target_net": module.target_net.state_dict(),
+            "optimizer": trainer.optimizers[0].state_dict() if trainer.optimizers else None,
+            "env_steps": collector.env_steps,
+            "grad_steps": module.grad_steps,
+            "sync_period": module.sync.period,
+            "next_update": module.dataset.next_update,
+            "log_period": monitor.log_cadence.period,
+            "checkpoint_period": monitor.checkpoint_cadence.period,
+            "collector": collector.state(),
+            "tracker": tracker.state(),
+            "evaluator": evaluator.state(),
+            "rng": rng_states(),
+            "wandb_id": tracker.wandb_id,
+            "config": config,
+        }
+        write_state(state, evaluator.ckpt_dir, buffer if cfg.checkpoint.buffer else None)
+
+    monitor = Monitor(tracker, evaluator, cfg.logger.every, save, cfg.checkpoint.every, save_state)
+    if resume is not None:
+        monitor.log_cadence.period = resume["log_period"]
+        monitor.checkpoint_cadence.period = resume["checkpoint_period"]
 
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator,
@@ -214,7 +287,7 @@ def train_dqn(
         precision=cfg.trainer.precision,
         max_epochs=1,
         logger=False,
-        callbacks=[Monitor(tracker, evaluator, cfg.logger.every, save)],
+        callbacks=[monitor],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -224,9 +297,10 @@ def train_dqn(
     )
     trainer.fit(module)
     evaluator.finish(collector.env_steps, module.greedy, save, interrupted=stop.is_set())
+    save_state()
     env.close()
     return {
-        "grad_steps": trainer.global_step,
+        "grad_steps": module.grad_steps,
         "replay_bytes": buffer.nbytes,
         "last_checkpoint": str(evaluator.ckpt_dir / "last.pt"),
     }

@@ -13,8 +13,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from dqn_harness.checkpointing import rng_states, write_state
 from dqn_harness.collector import Collector
 from dqn_harness.config import ConfigError
 from dqn_harness.envs import make_vec_env
@@ -52,6 +53,12 @@ class QTable:
             actions[i] = self.rng.choice(np.flatnonzero(q == q.max()))
         return actions
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        values = state["values"].numpy()
+        self.rows = {int(s): values[i].copy() for i, s in enumerate(state["states"].tolist())}
+        if "table_rng" in state:
+            self.rng.bit_generator.state = state["table_rng"]
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         states = sorted(self.rows)
         values = (
@@ -64,7 +71,11 @@ class QTable:
 
 
 def train_tabular(
-    cfg: DictConfig, tracker: Tracker, evaluator: Evaluator, stop: StopFlag
+    cfg: DictConfig,
+    tracker: Tracker,
+    evaluator: Evaluator,
+    stop: StopFlag,
+    resume: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     env = make_vec_env(cfg.env, cfg.env.num_envs)
     if not isinstance(env.single_observation_space, gym.spaces.Discrete):
@@ -72,6 +83,8 @@ def train_tabular(
             "algo.name", f"tabular needs a discrete observation space; {cfg.env.id} has a Box"
         )
     table = QTable(int(env.single_action_space.n), seed=cfg.seed)  # type: ignore[attr-defined]
+    if resume is not None:
+        table.load_state_dict(resume)
     explore = (
         EpsilonSchedule.from_config(cfg.schedule.epsilon)
         if cfg.algo.explore == "epsilon"
@@ -81,16 +94,39 @@ def train_tabular(
         env,
         table.greedy,
         explore,
-        seed=cfg.seed,
+        seed=cfg.seed + (resume["collector"]["env_steps"] if resume else 0),
         on_episode=tracker.on_episode,
         on_step=tracker.on_step,
     )
+    if resume is not None:
+        collector.restore(resume["collector"])
     alpha, gamma = cfg.algo.alpha, cfg.algo.gamma
     log_cadence = Cadence(cfg.logger.every)
+    checkpoint_cadence = Cadence(cfg.checkpoint.every)
+    if resume is not None:
+        log_cadence.period = resume["log_period"]
+        checkpoint_cadence.period = resume["checkpoint_period"]
     td_abs, updates = 0.0, 0
+    config = OmegaConf.to_container(cfg, resolve=True)
 
     def save(path: Path) -> None:
         save_atomic({**table.state_dict(), "env_steps": collector.env_steps}, path, torch.save)
+
+    def save_state() -> None:
+        state = {
+            **table.state_dict(),
+            "table_rng": table.rng.bit_generator.state,
+            "env_steps": collector.env_steps,
+            "log_period": log_cadence.period,
+            "checkpoint_period": checkpoint_cadence.period,
+            "collector": collector.state(),
+            "tracker": tracker.state(),
+            "evaluator": evaluator.state(),
+            "rng": rng_states(),
+            "wandb_id": tracker.wandb_id,
+            "config": config,
+        }
+        write_state(state, evaluator.ckpt_dir, None)
 
     while collector.env_steps < cfg.total_steps and not stop.is_set():
         t = collector.step()
@@ -121,7 +157,10 @@ def train_tabular(
             evaluator.run(steps, table.greedy, save)
             if evaluator.should_stop:
                 break
+        if checkpoint_cadence.due(steps):
+            save_state()
     evaluator.finish(collector.env_steps, table.greedy, save, interrupted=stop.is_set())
+    save_state()
     env.close()
     return {
         "states_visited": len(table.rows),
