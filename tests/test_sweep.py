@@ -313,3 +313,34 @@ def test_two_workers_share_a_postgresql_study(tmp_path, study_name, postgres_url
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # both processes ran trials
     assert "study " in result.stdout and "best: trial" in result.stdout
+
+
+def test_a_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, study_name, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(
+        tmp_path,
+        "diverge",
+        base=[
+            "env=cartpole",
+            "total_steps=1500",
+            "learning_starts=500",
+            "eval.every=1000",
+            "eval.episodes=2",
+            "logger=none",
+            "progress=false",
+        ],
+        space={"optim.lr": {"type": "categorical", "choices": [1e30, 1e-3]}},
+        objective={"metric": "best_eval_return", "seeds": [0]},
+        sampler={"name": "random", "seed": 0},
+        pruner={"name": "none"},
+        n_trials=2,
+    )
+    storage = sqlite(tmp_path, study_name)
+    (tmp_path / "outputs" / "sweeps" / study_name).mkdir(parents=True)
+    seed_study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    seed_study.enqueue_trial({"optim.lr": 1e30})
+    seed_study.enqueue_trial({"optim.lr": 1e-3})
+    assert sweep_main([f"sweep={path}", f"study={study_name}"], ROOT) == 0
+    trials = load(study_name, storage).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert "training diverged: non-finite" in trials[0].user_attrs["error"]
