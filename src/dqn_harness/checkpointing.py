@@ -54,6 +54,19 @@ def restore_rng(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
 
 
+def run_state(collector: Any, tracker: Any, evaluator: Any, config: Any) -> dict[str, Any]:
+    """The algorithm-independent part of a resumable state (DQN and tabular add their own)."""
+    return {
+        "env_steps": collector.env_steps,
+        "collector": collector.state(),
+        "tracker": tracker.state(),
+        "evaluator": evaluator.state(),
+        "rng": rng_states(),
+        "wandb_id": tracker.wandb_id,
+        "config": config,
+    }
+
+
 def save_replay(buffer: Any, ckpt_dir: Path, env_steps: int) -> str:
     name = f"replay-{env_steps}.npz"
     arrays = {key: getattr(buffer, key) for key in BUFFER_ARRAYS}

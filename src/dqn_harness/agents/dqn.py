@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dqn_harness.checkpointing import load_replay, rng_states, write_state
+from dqn_harness.checkpointing import load_replay, run_state, write_state
 from dqn_harness.collector import Collector
 from dqn_harness.envs import is_atari, make_vec_env
 from dqn_harness.evaluation import Evaluator, save_atomic
@@ -243,8 +243,8 @@ def train_dqn(
         )
     config = OmegaConf.to_container(cfg, resolve=True)
 
-    def save(path: Path) -> None:
-        state = {
+    def weights() -> dict[str, Any]:
+        return {
             "q_net": module.q_net.state_dict(),
             "target_net": module.target_net.state_dict(),
             "optimizer": trainer.optimizers[0].state_dict() if trainer.optimizers else None,
@@ -252,27 +252,20 @@ def train_dqn(
             "grad_steps": module.grad_steps,
             "config": config,
         }
-        save_atomic(state, path, torch.save)
+
+    def save(path: Path) -> None:
+        save_atomic(weights(), path, torch.save)
 
     def save_state() -> None:
         """Everything resume needs (checkpointing.py says what, and why it is kill-safe)."""
         assert module.dataset is not None
         state = {
-            "q_net": module.q_net.state_dict(),
-            "target_net": module.target_net.state_dict(),
-            "optimizer": trainer.optimizers[0].state_dict() if trainer.optimizers else None,
-            "env_steps": collector.env_steps,
-            "grad_steps": module.grad_steps,
+            **weights(),
+            **run_state(collector, tracker, evaluator, config),
             "sync_period": module.sync.period,
             "next_update": module.dataset.next_update,
             "log_period": monitor.log_cadence.period,
             "checkpoint_period": monitor.checkpoint_cadence.period,
-            "collector": collector.state(),
-            "tracker": tracker.state(),
-            "evaluator": evaluator.state(),
-            "rng": rng_states(),
-            "wandb_id": tracker.wandb_id,
-            "config": config,
         }
         write_state(state, evaluator.ckpt_dir, buffer if cfg.checkpoint.buffer else None)
 

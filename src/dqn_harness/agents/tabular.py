@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dqn_harness.checkpointing import rng_states, write_state
+from dqn_harness.checkpointing import run_state, write_state
 from dqn_harness.collector import Collector
 from dqn_harness.config import ConfigError
 from dqn_harness.envs import make_vec_env
@@ -115,16 +115,10 @@ def train_tabular(
     def save_state() -> None:
         state = {
             **table.state_dict(),
+            **run_state(collector, tracker, evaluator, config),
             "table_rng": table.rng.bit_generator.state,
-            "env_steps": collector.env_steps,
             "log_period": log_cadence.period,
             "checkpoint_period": checkpoint_cadence.period,
-            "collector": collector.state(),
-            "tracker": tracker.state(),
-            "evaluator": evaluator.state(),
-            "rng": rng_states(),
-            "wandb_id": tracker.wandb_id,
-            "config": config,
         }
         write_state(state, evaluator.ckpt_dir, None)
 
