@@ -193,22 +193,19 @@ class ReplayBuffer:
         observation to bootstrap from (``m`` steps on), ``terminated``/``truncated`` how the
         window ended. Nothing ever crosses an episode boundary.
         """
+        extra: dict[str, torch.Tensor] = {}
         if n_step == 1:
-            nxt = (slots + 1) % self.slots
-            return {
-                "obs": torch.from_numpy(self._stacks(envs, slots)),
-                "actions": torch.from_numpy(self.actions[envs, slots].astype(np.int64)),
-                "rewards": torch.from_numpy(self.rewards[envs, slots]),
-                "next_obs": torch.from_numpy(self._stacks(envs, nxt)),
-                "terminated": torch.from_numpy(self.terminated[envs, slots].astype(np.float32)),
-                "truncated": torch.from_numpy(self.truncated[envs, slots].astype(np.float32)),
-            }
-        rewards, steps, terminated, truncated, end = self.n_step_window(envs, slots, n_step)
+            rewards = self.rewards[envs, slots]
+            terminated, truncated = self.terminated[envs, slots], self.truncated[envs, slots]
+            end = (slots + 1) % self.slots
+        else:
+            rewards, steps, terminated, truncated, end = self.n_step_window(envs, slots, n_step)
+            extra["n_steps"] = torch.from_numpy(steps)
         return {
             "obs": torch.from_numpy(self._stacks(envs, slots)),
             "actions": torch.from_numpy(self.actions[envs, slots].astype(np.int64)),
             "rewards": torch.from_numpy(rewards),
-            "n_steps": torch.from_numpy(steps),
+            **extra,
             "next_obs": torch.from_numpy(self._stacks(envs, end)),
             "terminated": torch.from_numpy(terminated.astype(np.float32)),
             "truncated": torch.from_numpy(truncated.astype(np.float32)),
