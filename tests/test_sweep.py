@@ -238,6 +238,10 @@ def test_sigkilled_worker_is_retried_and_nothing_finished_is_lost(tmp_path, stud
         "heartbeat.interval=1",
         "heartbeat.grace=3",
         "total_steps=60000",
+        # every trial runs its full 60k steps (~10 s), so the poll below cannot miss one in
+        # flight; with solved-stops a lucky trial ends in well under a second
+        "eval.stop_on_solve=false",
+        "objective.seeds=[0]",
     ]
     storage = sqlite(tmp_path, study_name)
     proc = subprocess.Popen(

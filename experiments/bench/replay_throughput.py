@@ -133,7 +133,7 @@ def main() -> None:
         f"SB3: {sb3_per * a.capacity / 2**30:.1f} GiB); add: {out['add_us']:.1f} µs/step"
     )
     print(
-        f"  batches of 32/s: {out['batches_per_s']:,.0f} at 1M "
+        f"  batches of 32/s: {out['batches_per_s']:,.0f} at {a.capacity:,} "
         f"({1e3 / out['batches_per_s']:.3f} ms each), n-step 3: {out['n3_batches_per_s']:,.0f}; "
         f"at {a.baseline_capacity:,}: compact {out['compact_small_batches_per_s']:,.0f} vs "
         f"naive {out['naive_batches_per_s']:,.0f} "

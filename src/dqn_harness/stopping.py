@@ -17,8 +17,9 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 class Diverged(RuntimeError):
     """A non-finite loss or Q-value: training stops instead of going on with NaN weights.
 
-    Raised from inside the update, before the optimizer applies the bad gradient, so the
-    checkpoints on disk (written at earlier evaluations) keep the last finite weights.
+    On CPU it is raised inside the update, before the optimizer applies the bad gradient; on a
+    GPU at the next log, evaluation or checkpoint. Either way it comes before anything is
+    written, so the checkpoints on disk keep the last finite weights.
     """
 
     def __init__(self, what: str, env_steps: int, grad_steps: int) -> None:

@@ -106,12 +106,22 @@ class DQN(pl.LightningModule):
         env_steps = self.collector.env_steps if self.collector is not None else 0
         raise Diverged(what, env_steps, self.grad_steps)
 
-    def pop_stats(self) -> dict[str, float]:
-        """Mean loss and Q since the last call (one device sync per log, not per step)."""
+    def check_finite(self) -> list[float]:
+        """Raise Diverged if any loss or Q since the last log was non-finite; return the sums.
+
+        A NaN poisons the running sums, so one device sync checks every update since the last
+        log. Called at each log and before anything is written to disk, so on a GPU (where
+        updates are not checked one by one) no checkpoint ever holds diverged weights.
+        """
         loss, q, n = self.stats.tolist()
-        self.stats.zero_()
         if not (np.isfinite(loss) and np.isfinite(q)):
             self._diverged("loss" if not np.isfinite(loss) else "Q-value")
+        return [loss, q, n]
+
+    def pop_stats(self) -> dict[str, float]:
+        """Mean loss and Q since the last call (one device sync per log, not per step)."""
+        loss, q, n = self.check_finite()
+        self.stats.zero_()
         return {} if n == 0 else {"train/loss": loss / n, "train/q_mean": q / n}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -158,8 +168,10 @@ class Monitor(pl.Callback):
             stats["train/grad_steps"] = float(module.grad_steps)
             self.tracker.log(stats, env_steps)
         if self.evaluator.due(env_steps):
+            module.check_finite()  # evaluation writes best/last checkpoints
             self.evaluator.run(env_steps, module.greedy, self.save)
         if self.checkpoint_cadence.due(env_steps):
+            module.check_finite()
             self.save_state()
 
 
@@ -289,6 +301,7 @@ def train_dqn(
         default_root_dir=str(tracker.run_dir),
     )
     trainer.fit(module)
+    module.check_finite()
     evaluator.finish(collector.env_steps, module.greedy, save, interrupted=stop.is_set())
     save_state()
     env.close()
