@@ -173,7 +173,8 @@ def test_wandb_offline_run_holds_metrics_and_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_with_summary(tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_stop_cleanly_with_summary(tmp_path, signum, code):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
         [
@@ -196,13 +197,14 @@ def test_ctrl_c_stops_cleanly_with_summary(tmp_path):
     metrics = run_dir / "csv" / "metrics.csv"
     while time.time() < deadline and not (metrics.exists() and "train/loss" in metrics.read_text()):
         time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == code, err[-2000:]
     assert "Traceback" not in err
     s = summary_of(run_dir)
     assert s["status"] == "interrupted" and 0 < s["env_steps"] < 1_000_000
     assert (run_dir / "checkpoints" / "last.pt").exists()
+    assert (run_dir / "checkpoints" / "state.pt").exists()  # resumable from the stop
 
 
 @pytest.mark.parametrize("logger", ["tensorboard", "none"])

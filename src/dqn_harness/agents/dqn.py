@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -300,7 +301,13 @@ def train_dqn(
         gradient_clip_val=cfg.algo.max_grad_norm,
         default_root_dir=str(tracker.run_dir),
     )
-    trainer.fit(module)
+    try:
+        trainer.fit(module)
+    except SIGTERMException:
+        # Lightning chains our SIGTERM handler (the stop flag is set) but then ends fit with its
+        # own SystemExit; finish exactly as after Ctrl-C: checkpoint, summary, exit 143.
+        if not stop.is_set():
+            raise
     module.check_finite()
     evaluator.finish(collector.env_steps, module.greedy, save, interrupted=stop.is_set())
     save_state()
