@@ -114,6 +114,8 @@ class EvalConfig:
     epsilon: float = 0.05
     num_envs: int = 1  # eval envs stepped together (episodes are split evenly between them)
     stop_on_solve: bool = True  # end training once the eval mean reaches the reward threshold
+    video: bool = False  # film one episode (GIF in <run dir>/videos, W&B key eval/video)
+    video_every: int = 5  # evaluations between videos (the first evaluation is always filmed)
 
 
 @dataclass
@@ -217,6 +219,7 @@ def validate(cfg: DictConfig) -> None:
         "eval.every",
         "eval.episodes",
         "eval.num_envs",
+        "eval.video_every",
         "checkpoint.every",
     ):
         _positive(key, _get(cfg, key))

@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium.vector import VectorEnv
 
 from dqn_harness.collector import Policy
 from dqn_harness.schedules import Cadence
+
+if TYPE_CHECKING:
+    from dqn_harness.video import VideoRecorder
 
 
 def evaluate(
@@ -74,8 +77,10 @@ class Evaluator:
         seed: int,
         log: Callable[[dict[str, float], int], None],
         on_result: Callable[[int, float], bool] | None = None,
+        video: VideoRecorder | None = None,
     ) -> None:
         self.env = env
+        self.video = video
         self.episodes = cfg.episodes
         self.epsilon = cfg.epsilon
         self.stop_on_solve = cfg.stop_on_solve
@@ -119,6 +124,8 @@ class Evaluator:
             },
             env_steps,
         )
+        if self.video is not None and self.video.due(self.count):
+            self.video.record(policy, env_steps, self.count)
         self.last_path = self.ckpt_dir / "last.pt"
         checkpoint(self.last_path)
         if self.best_mean is None or mean > self.best_mean:

@@ -19,6 +19,7 @@ from dqn_harness.evaluation import Evaluator
 from dqn_harness.perf import tune_allocator
 from dqn_harness.stopping import Diverged, StopFlag
 from dqn_harness.tracking import Tracker
+from dqn_harness.video import VideoRecorder
 
 
 def seed_everything(seed: int) -> None:
@@ -62,6 +63,16 @@ def run(
         trim_metrics(run_dir, resume["env_steps"])
     tracker = Tracker(cfg, run_dir, progress=cfg.progress, extra_config=extra_config, resume=resume)
     eval_env = make_vec_env(cfg.env, cfg.eval.num_envs)
+    video = None
+    if cfg.eval.video:
+        video = VideoRecorder(
+            cfg.env,
+            run_dir / "videos",
+            cfg.eval.video_every,
+            cfg.eval.epsilon,
+            cfg.seed + 20_000,
+            tracker.log_video,
+        )
     evaluator = Evaluator(
         eval_env,
         cfg.eval,
@@ -70,6 +81,7 @@ def run(
         cfg.seed + 10_000,
         tracker.log,
         on_eval,
+        video,
     )
     if resume is not None:
         evaluator.restore(resume["evaluator"])
@@ -95,5 +107,7 @@ def run(
         tracker.close(summary, status)
         stop.uninstall()
         eval_env.close()
+        if video is not None:
+            video.close()
     summary["exit_code"] = 1 if status == "diverged" else stop.exit_code
     return summary

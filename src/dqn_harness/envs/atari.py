@@ -90,13 +90,17 @@ def has_fire(env: gym.Env) -> bool:
     return len(meanings) >= 3 and meanings[1] == "FIRE"
 
 
-def make_atari_env(cfg: Any) -> gym.Env:
+def make_atari_env(cfg: Any, render_mode: str | None = None) -> gym.Env:
     """One preprocessed Atari env (the gymnasium backend's building block)."""
     kwargs = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_num_frames_per_episode"] = cfg.max_episode_steps * cfg.frame_skip
     env = gym.make(
-        cfg.id, frameskip=1, repeat_action_probability=cfg.repeat_action_probability, **kwargs
+        cfg.id,
+        frameskip=1,
+        repeat_action_probability=cfg.repeat_action_probability,
+        render_mode=render_mode,
+        **kwargs,
     )
     crop = cfg.frame == "seed_crop"
     env = gym.wrappers.AtariPreprocessing(

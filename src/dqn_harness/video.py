@@ -1,0 +1,122 @@
+"""Evaluation videos: one episode of the current policy, every K evaluations, as a GIF.
+
+The episode is played on its own single env built with ``render_mode="rgb_array"``, so the
+recorded frames are the full-colour screen a person would see, while the agent still acts on the
+same preprocessed observations it was trained on. GIF (written with Pillow, which matplotlib
+already brings) needs no video codec: W&B shows it as a video and any browser plays the file in
+the run dir. Frames are kept at agent-step rate (every ``frame_skip``-th Atari frame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+
+from dqn_harness.collector import Policy
+from dqn_harness.evaluation import save_atomic
+
+MAX_FRAMES = 4_500  # 5 minutes of Pong at 15 agent steps/s; longer episodes are cut here
+
+
+def make_render_env(cfg: Any) -> gym.Env:
+    """A single env with the training preprocessing that also renders RGB frames."""
+    from dqn_harness.envs import is_atari
+    from dqn_harness.envs.atari import make_atari_env
+
+    if is_atari(cfg.id):
+        return make_atari_env(cfg, render_mode="rgb_array")
+    kwargs = dict(cfg.kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    return gym.make(cfg.id, render_mode="rgb_array", **kwargs)
+
+
+def play_episode(
+    env: gym.Env, policy: Policy, epsilon: float, rng: np.random.Generator, seed: int
+) -> tuple[list[np.ndarray], float]:
+    """Frames (the reset screen, then one per agent step) and the episode's return."""
+    obs, _ = env.reset(seed=seed)
+    frames = [env.render()]
+    total, done = 0.0, False
+    n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
+    while not done and len(frames) < MAX_FRAMES:
+        if rng.random() < epsilon:
+            action = int(rng.integers(n_actions))
+        else:
+            action = int(policy(np.asarray(obs)[None])[0])
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total += float(reward)
+        done = terminated or truncated
+        frames.append(env.render())
+    return frames, total
+
+
+def write_gif(frames: list[np.ndarray], path: Path, fps: float) -> None:
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    save_atomic(
+        images,
+        path,
+        lambda imgs, f: imgs[0].save(
+            f,
+            format="GIF",
+            save_all=True,
+            append_images=imgs[1:],
+            duration=max(20, round(1000 / fps)),
+            loop=0,
+        ),
+    )
+
+
+class VideoRecorder:
+    """Records an episode at the 1st, (K+1)th, (2K+1)th ... evaluation of a run."""
+
+    def __init__(
+        self,
+        env_cfg: Any,
+        out_dir: Path,
+        every: int,
+        epsilon: float,
+        seed: int,
+        log_video: Callable[[Path, int, float], None],
+    ) -> None:
+        self.env_cfg = env_cfg
+        self.out_dir = out_dir
+        self.every = every
+        self.epsilon = epsilon
+        self.seed = seed
+        self.log_video = log_video
+        self.env: gym.Env | None = None  # built on first use: most evaluations record nothing
+
+    def due(self, evaluation: int) -> bool:
+        """``evaluation`` counts from 1, so a run's first evaluation is always recorded."""
+        return (evaluation - 1) % self.every == 0
+
+    @property
+    def fps(self) -> float:
+        from dqn_harness.envs import is_atari
+
+        if is_atari(self.env_cfg.id):
+            return 60.0 / self.env_cfg.frame_skip  # the emulator runs at 60 frames/s
+        assert self.env is not None
+        return float(self.env.metadata.get("render_fps") or 30)
+
+    def record(self, policy: Policy, env_steps: int, evaluation: int) -> Path:
+        if self.env is None:
+            self.env = make_render_env(self.env_cfg)
+        seed = self.seed + evaluation  # the same run always films the same episodes
+        rng = np.random.default_rng(seed)
+        frames, episode_return = play_episode(self.env, policy, self.epsilon, rng, seed)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"eval-{env_steps:09d}.gif"
+        write_gif(frames, path, self.fps)
+        self.log_video(path, env_steps, episode_return)
+        return path
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
