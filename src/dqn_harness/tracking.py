@@ -31,6 +31,9 @@ from dqn_harness.schedules import Cadence
 STEP_METRIC = "env_steps"
 METRIC_PREFIXES = ("train", "eval", "perf")
 METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = (
+    "config.json"  # the flat resolved config W&B gets; compare.py filters and groups on it
+)
 # What runs log (sweep objectives are checked against these before any trial runs).
 LOGGED_METRICS = (
     "eval/return_mean",
@@ -108,10 +111,15 @@ def wandb_mode(requested: str) -> str:
     return "online" if wandb_has_credentials() else "offline"
 
 
+def run_config(cfg: DictConfig, extra_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's resolved config, flat, plus what a sweep adds (study, trial number)."""
+    return {**flatten(OmegaConf.to_container(cfg, resolve=True)), **(extra_config or {})}
+
+
 def make_loggers(
     cfg: DictConfig,
     run_dir: Path,
-    extra_config: dict[str, Any] | None = None,
+    config: dict[str, Any],
     wandb_id: str | None = None,
 ) -> list[Logger]:
     name = cfg.logger.name
@@ -135,7 +143,7 @@ def make_loggers(
         group=cfg.logger.group or cfg.env.name,
         tags=list(cfg.logger.tags) + [cfg.env.name, cfg.algo.name],
         job_type=cfg.logger.job_type,
-        config={**flatten(OmegaConf.to_container(cfg, resolve=True)), **(extra_config or {})},
+        config=config,
         log_model=False,
         # A resumed run continues the same W&B run; its env_steps axis carries on.
         **resume_kwargs,
@@ -160,15 +168,27 @@ class Tracker:
         self.cfg = cfg
         self.run_dir = run_dir
         wandb_id = resume.get("wandb_id") if resume else None
-        self.loggers = make_loggers(cfg, run_dir, extra_config, wandb_id)
+        flat = run_config(cfg, extra_config)
+        save_atomic(
+            json.dumps(flat, indent=1).encode(),
+            run_dir / CONFIG_FILE,
+            lambda obj, f: f.write(obj),
+        )
+        self.loggers = make_loggers(cfg, run_dir, flat, wandb_id)
         self.wandb_id: str | None = None
-        self.metrics_file = open(run_dir / METRICS_FILE, "a")  # noqa: SIM115 (closed in close())
+        # A resumed run continues its records (trimmed to the checkpoint); a new run in a reused
+        # directory starts a fresh file rather than splicing two runs' curves together.
+        mode = "a" if resume else "w"
+        self.metrics_file = open(run_dir / METRICS_FILE, mode)  # noqa: SIM115 (closed in close())
         self.wandb_run_dir: str | None = None
         for lg in self.loggers:
             if isinstance(lg, WandbLogger):
                 run = lg.experiment
                 self.wandb_id = run.id
                 run.define_metric(STEP_METRIC)
+                # Lightning declared "*" against its trainer/global_step (gradient steps);
+                # re-declaring the glob makes agent steps the x-axis of anything logged.
+                run.define_metric("*", step_metric=STEP_METRIC)
                 for prefix in METRIC_PREFIXES:
                     run.define_metric(f"{prefix}/*", step_metric=STEP_METRIC)
                 self.wandb_run_dir = str(Path(run.dir).parent.resolve())
@@ -210,6 +230,16 @@ class Tracker:
                 lg.experiment.log({**metrics, STEP_METRIC: env_steps})
             else:
                 lg.log_metrics(metrics, step=env_steps)
+
+    def log_video(self, path: Path, env_steps: int, episode_return: float) -> None:
+        """W&B shows the GIF under ``eval/video`` at this step; other loggers keep the file only."""
+        for lg in self.loggers:
+            if isinstance(lg, WandbLogger):
+                import wandb
+
+                caption = f"{env_steps:,} agent steps, return {episode_return:g}"
+                video = wandb.Video(str(path), format="gif", caption=caption)
+                lg.experiment.log({"eval/video": video, STEP_METRIC: env_steps})
 
     def on_episode(self, env_steps: int, episode_return: float, length: int) -> None:
         self.episodes += 1
