@@ -1,0 +1,214 @@
+"""compare.py on real runs, W&B conventions read back from the offline run log, eval videos."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dqn_harness.compare import aggregate, iqm
+from tests.conftest import run_cli, run_train
+
+QUIET = ("progress=false",)
+SEEDS = (0, 1, 2)
+ALPHAS = (0.1, 0.5)
+
+
+def wandb_records(run_dir: Path) -> list[dict]:
+    """Every record of an offline W&B run's transaction log, as `wandb leet` decodes it."""
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """Two FrozenLake configs x 3 seeds in group `demo`, and one run in group `other`."""
+    root = tmp_path_factory.mktemp("compare")
+    common = (
+        "algo=tabular",
+        "env=frozenlake",
+        "algo.explore=epsilon",
+        "total_steps=12000",
+        "eval.every=3000",
+        "eval.episodes=50",
+        "eval.stop_on_solve=false",
+        *QUIET,
+    )
+    for alpha in ALPHAS:
+        for seed in SEEDS:
+            # alpha 0.1 logs to W&B (offline) like a default run; alpha 0.5 to CSV only
+            wandb = ("logger=wandb", f"logger.save_dir={root}")
+            logger = wandb if alpha == 0.1 else ("logger=csv",)
+            proc = run_train(
+                *common,
+                f"algo.alpha={alpha}",
+                f"seed={seed}",
+                "logger.group=demo",
+                "logger.tags=[exp1]",
+                *logger,
+                f"hydra.run.dir={root}/outputs/demo-a{alpha}-s{seed}",
+                cwd=root,
+            )
+            assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_train(
+        *common,
+        "total_steps=3000",
+        "logger=none",
+        "logger.group=other",
+        f"hydra.run.dir={root}/outputs/other",
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root
+
+
+def summaries(root: Path, pattern: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob(f"outputs/{pattern}/summary.json"))]
+
+
+def compare(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_cli("compare.py", *args, cwd=root, timeout=120)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_compare_draws_curves_and_tables_that_match_the_runs(runs):
+    proc = compare(runs, "group=demo", "out=cmp")
+    assert proc.returncode == 0, proc.stderr
+    png = runs / "cmp" / "curves.png"
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 500
+        # not a blank canvas: the curves and bands put many colours on it
+        assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 50
+    rows = {r["config"]: r for r in read_csv(runs / "cmp" / "table.csv")}
+    assert set(rows) == {f"algo.alpha={a}" for a in ALPHAS}  # the one key that differs
+    for alpha in ALPHAS:
+        row = rows[f"algo.alpha={alpha}"]
+        sums = summaries(runs, f"demo-a{alpha}-s*")
+        assert len(sums) == 3 and row["n"] == "3" and row["seeds"] == "0 1 2"
+        finals = [s["eval_return_mean"] for s in sums]
+        assert float(row["final_eval_return"]) == pytest.approx(np.mean(finals))
+        assert float(row["final_ci_low"]) <= np.mean(finals) <= float(row["final_ci_high"])
+        assert float(row["best_eval_return_mean"]) == pytest.approx(
+            np.mean([s["best_eval_return"] for s in sums])
+        )
+        assert float(row["sps_mean"]) == pytest.approx(np.mean([s["sps"] for s in sums]))
+        solved = [s["solved_at_step"] for s in sums]
+        assert row["solved"] == f"{sum(x is not None for x in solved)}/3"
+        assert row["steps_to_solve"] == " ".join("-" if x is None else str(x) for x in solved)
+    per_run = read_csv(runs / "cmp" / "runs.csv")
+    assert len(per_run) == 6 and {r["seed"] for r in per_run} == {"0", "1", "2"}
+    table = (runs / "cmp" / "table.md").read_text()
+    assert table in proc.stdout and "algo.alpha=0.5" in table
+
+
+def test_compare_filters(runs):
+    proc = compare(runs, "group=demo", "algo.alpha=0.5", "out=only05")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv(runs / "only05" / "table.csv")
+    # one config left, so nothing varies and the curve is named after the group
+    assert [r["config"] for r in rows] == ["demo"] and rows[0]["n"] == "3"
+    proc = compare(runs, "tag=exp1", "seed=0,1", "by=algo.alpha", "out=seeds01")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv(runs / "seeds01" / "table.csv")
+    assert sorted(r["seeds"] for r in rows) == ["0 1", "0 1"]
+    proc = compare(runs, "group=other", "out=other")
+    assert proc.returncode == 0, proc.stderr
+    assert read_csv(runs / "other" / "table.csv")[0]["n"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("group=nope",), "no runs match group=nope"),
+        (("group=demo", "algo.alpha=0.3"), "no runs match"),
+        (("optim.nope=1",), "optim.nope: no run under"),
+        (("by=nope",), "by: no run has config key 'nope'"),
+        (("runs=missing",), "runs: 'missing' is not a directory"),
+        (("group",), "expected key=value"),
+    ],
+)
+def test_compare_refuses_with_one_line(runs, args, message):
+    proc = compare(runs, *args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    if args == ("group=nope",):
+        assert "groups: demo, other" in proc.stderr  # says what there is instead
+
+
+def test_wandb_run_has_step_metric_group_job_type_and_tags(runs):
+    s = summaries(runs, "demo-a0.1-s0")[0]
+    records = wandb_records(Path(s["wandb_run_dir"]))
+    run = next(r["run"] for r in records if r["type"] == "run")
+    assert run["run_group"] == "demo" and run["job_type"] == "train"
+    assert set(run["tags"]) == {"exp1", "frozenlake", "tabular"}
+    assert run["config"]["update"]["algo.alpha"] == 0.1  # flat hyperparameters
+    step_of: dict[str, str] = {}
+    for r in records:
+        if r["type"] == "metric":
+            m = r["metric"]
+            step_of[m.get("name") or m.get("glob_name")] = m.get("step_metric", "")
+    # agent steps are the x-axis of everything (the last "*" replaces Lightning's global_step)
+    assert "env_steps" in step_of
+    for glob in ("*", "train/*", "eval/*", "perf/*"):
+        assert step_of[glob] == "env_steps", glob
+    history = [r for r in records if r["type"] == "history"]
+    assert history and all("env_steps" in json.dumps(h) for h in history)
+
+
+def test_eval_video_is_saved_and_logged(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=cartpole",
+        "total_steps=3000",
+        "learning_starts=500",
+        "eval.every=1000",
+        "eval.episodes=2",
+        "eval.video=true",
+        "eval.video_every=2",
+        "logger=wandb",
+        f"logger.save_dir={tmp_path}",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["evaluations"] == 3
+    videos = sorted((run_dir / "videos").glob("*.gif"))
+    # evaluations 1 and 3 of 3 (every 2nd, starting with the first)
+    assert [v.name for v in videos] == ["eval-000001000.gif", "eval-000003000.gif"]
+    for video in videos:
+        with Image.open(video) as im:
+            assert im.size == (600, 400) and im.n_frames > 5  # CartPole's rendered screen
+    wandb_dir = Path(summary["wandb_run_dir"])
+    logged = sorted(wandb_dir.glob("files/media/videos/eval/*.gif"))
+    assert len(logged) == 2
+    assert sorted(p.stat().st_size for p in logged) == sorted(v.stat().st_size for v in videos)
+
+
+def test_iqm_and_bootstrap_interval():
+    values = np.array([0.0, 1.0, 2.0, 3.0, 100.0, -50.0, 4.0, 5.0])
+    # sorted: -50 0 1 2 3 4 5 100 -> drop two from each end -> mean(1, 2, 3, 4)
+    assert iqm(values) == pytest.approx(2.5)
+    point, low, high = aggregate(values, np.random.default_rng(0))
+    assert point == pytest.approx(2.5) and low < point < high
+    point, low, high = aggregate(np.array([1.0, 2.0, 3.0]), np.random.default_rng(0))
+    assert point == pytest.approx(2.0) and 1.0 <= low < 2.0 < high <= 3.0  # mean below 5 seeds
+    assert aggregate(np.array([7.0]), np.random.default_rng(0)) == (7.0, 7.0, 7.0)
