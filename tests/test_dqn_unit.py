@@ -34,7 +34,7 @@ def test_td_target_bootstraps_through_truncation_not_termination():
         "terminated": torch.tensor([0.0, 1.0, 0.0]),
         "truncated": torch.tensor([0.0, 0.0, 1.0]),
     }
-    loss, q = module.td_loss(batch)
+    loss, q, _ = module.td_loss(batch)
     # targets: 1 + 0.5*5 = 3.5 (ongoing), 1 (terminal), 3.5 (truncated still bootstraps)
     expected = ((1 - 3.5) ** 2 + (2 - 1.0) ** 2 + (2 - 3.5) ** 2) / 3
     assert q.tolist() == [1.0, 2.0, 2.0]
@@ -51,7 +51,7 @@ def test_reward_clipping_applies_to_the_target_only():
         "terminated": torch.tensor([1.0]),
         "truncated": torch.tensor([0.0]),
     }
-    loss, _ = module.td_loss(batch)
+    loss, _, _ = module.td_loss(batch)
     assert loss.item() == pytest.approx(1.0)
 
 
@@ -71,7 +71,7 @@ def test_target_net_stays_frozen_until_synced():
         "truncated": torch.zeros(32),
     }
     for _ in range(5):
-        loss, _ = module.td_loss(batch)
+        loss, _, _ = module.td_loss(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

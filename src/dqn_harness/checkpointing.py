@@ -36,7 +36,11 @@ COMPATIBLE_KEYS = (
     "env.num_envs",
     "model.name",
     "model.hidden",
+    "model.dueling",
+    "buffer.name",  # a prioritized replay file carries its priorities; a uniform one has none
 )
+# What a checkpoint written before a key existed was trained with.
+COMPATIBLE_DEFAULTS = {"model.dueling": False, "buffer.name": "uniform"}
 BUFFER_ARRAYS = ("frames", "actions", "rewards", "terminated", "truncated", "has_next", "pos")
 
 
@@ -76,6 +80,9 @@ def save_replay(buffer: Any, ckpt_dir: Path, env_steps: int) -> str:
         "transitions": buffer.transitions,
         "rng": buffer.rng.bit_generator.state,
     }
+    if buffer.sampler is not None:
+        arrays["priorities"] = buffer.sampler.tree.values()
+        meta["sampler"] = buffer.sampler.state()
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     save_atomic(arrays, ckpt_dir / name, lambda obj, f: np.savez(f, **obj))
     return name
@@ -95,6 +102,8 @@ def load_replay(buffer: Any, path: Path) -> None:
                         f"needs {target.shape} (keep buffer.capacity and env.num_envs)",
                     )
                 target[...] = data[key]
+            if buffer.sampler is not None:
+                buffer.sampler.restore(data["priorities"], meta["sampler"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
         raise ConfigError("resume", f"replay file {path} is unreadable ({exc})") from None
     buffer.cursor, buffer.written = meta["cursor"], meta["written"]
@@ -147,6 +156,8 @@ def check_compatible(config: dict[str, Any], saved: dict[str, Any]) -> None:
     """A checkpoint from a different env or network shape cannot continue this config."""
     for key in COMPATIBLE_KEYS:
         new, old = _get(config, key), _get(saved, key)
+        if old is None:
+            old = COMPATIBLE_DEFAULTS.get(key)
         if new != old:
             raise ConfigError(
                 key, f"the checkpoint was trained with {old!r}, this config has {new!r}"

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from dqn_harness.tracking import CONFIG_FILE, read_metrics
+from dqn_harness.tracking import CONFIG_FILE, flatten, read_metrics
 
 EVAL_KEY = "eval/return_mean"
 BOOTSTRAP_SAMPLES = 2000
@@ -78,23 +78,36 @@ class Run:
 
 
 def find_runs(roots: list[Path]) -> tuple[list[Run], int]:
-    """Every run dir under ``roots`` (recursively); also how many lacked ``config.json``."""
+    """Every run dir under ``roots`` (recursively); also how many had no readable config."""
     runs, skipped = [], 0
     for root in roots:
         for summary_path in sorted(root.rglob("summary.json")):
             run_dir = summary_path.parent
-            config_path = run_dir / CONFIG_FILE
-            if not config_path.exists():
-                skipped += 1  # written before runs saved their config
-                continue
             try:
-                config = json.loads(config_path.read_text())
+                config = load_config(run_dir)
                 summary = json.loads(summary_path.read_text())
-            except (OSError, json.JSONDecodeError):
+            except (OSError, ValueError):
+                config = None
+            if config is None:
                 skipped += 1
                 continue
             runs.append(Run(run_dir, config, summary))
     return runs, skipped
+
+
+def load_config(run_dir: Path) -> dict[str, Any] | None:
+    """``config.json``; runs from before it existed fall back to Hydra's saved config."""
+    path = run_dir / CONFIG_FILE
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    hydra_config = run_dir / ".hydra" / "config.yaml"
+    if not hydra_config.exists():
+        return None
+    from omegaconf import OmegaConf
+
+    # unresolved: `${now:...}` in run_name has no resolver outside Hydra, and no other key
+    # a comparison selects on is an interpolation
+    return flatten(OmegaConf.to_container(OmegaConf.load(hydra_config), resolve=False))
 
 
 def parse_value(text: str) -> Any:
@@ -366,7 +379,7 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
             f"; groups: {', '.join(groups)}" if groups else ""
         )
         if skipped:
-            found += f"; {skipped} older run dirs have no {CONFIG_FILE}"
+            found += f"; {skipped} run dirs without a readable config"
         raise CompareError(f"no runs match {where} under {_roots(roots)} ({found})")
     for run in chosen:
         run.curve = read_metrics(run.path, EVAL_KEY)

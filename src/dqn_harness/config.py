@@ -51,12 +51,15 @@ class AlgoConfig:
     loss: str = "huber"  # dqn: huber | mse
     reward_clip: bool = False  # dqn: train on sign(r); logged returns stay unclipped
     max_grad_norm: float | None = 10.0  # dqn: clip gradient norm (None = off)
+    double: bool = False  # dqn: Double DQN (online net picks the next action, target net values it)
+    n_step: int = 1  # dqn: n-step returns (windows stop at episode ends; bootstrap with gamma^m)
 
 
 @dataclass
 class ModelConfig:
     name: str = "nature_cnn"  # nature_cnn | mlp
     hidden: list[int] = field(default_factory=lambda: [512])  # dense widths after the trunk
+    dueling: bool = False  # value + advantage streams (model=dueling_cnn / dueling_mlp)
 
 
 @dataclass
@@ -84,6 +87,11 @@ class ScheduleConfig:
 @dataclass
 class BufferConfig:
     capacity: int = 100_000  # transitions kept (frames are stored once each)
+    name: str = "uniform"  # uniform | prioritized (sum-tree sampler over the same storage)
+    alpha: float = 0.6  # prioritized: how strongly priorities skew sampling (0 = uniform)
+    beta: float = 0.4  # prioritized: importance-sampling exponent at the start, annealed to 1
+    beta_steps: int | None = None  # prioritized: agent steps to reach beta 1 (None = total_steps)
+    eps: float = 1.0e-6  # prioritized: added to |TD error| so no transition gets priority 0
 
 
 @dataclass
@@ -156,6 +164,7 @@ MODELS = ("nature_cnn", "mlp")
 BACKENDS = ("gymnasium", "ale_vector")
 FRAMES = ("full", "seed_crop")
 LOSSES = ("huber", "mse")
+SAMPLERS = ("uniform", "prioritized")
 EPS_KINDS = ("linear", "exponential")
 EXPLORES = ("epsilon", "random")
 LOGGERS = ("wandb", "tensorboard", "csv", "none")
@@ -188,6 +197,7 @@ def validate(cfg: DictConfig) -> None:
     _choice("env.backend", cfg.env.backend, BACKENDS)
     _choice("env.frame", cfg.env.frame, FRAMES)
     _choice("algo.loss", cfg.algo.loss, LOSSES)
+    _choice("buffer.name", cfg.buffer.name, SAMPLERS)
     _choice("algo.explore", cfg.algo.explore, EXPLORES)
     _choice("schedule.epsilon.kind", cfg.schedule.epsilon.kind, EPS_KINDS)
     _choice("logger.name", cfg.logger.name, LOGGERS)
@@ -203,6 +213,11 @@ def validate(cfg: DictConfig) -> None:
     _unit("schedule.epsilon.start", cfg.schedule.epsilon.start)
     _unit("schedule.epsilon.end", cfg.schedule.epsilon.end)
     _unit("eval.epsilon", cfg.eval.epsilon)
+    _unit("buffer.alpha", cfg.buffer.alpha)
+    _unit("buffer.beta", cfg.buffer.beta)
+    _positive("buffer.eps", cfg.buffer.eps)
+    if cfg.buffer.beta_steps is not None:
+        _positive("buffer.beta_steps", cfg.buffer.beta_steps)
     _unit("env.repeat_action_probability", cfg.env.repeat_action_probability)
     if cfg.schedule.epsilon.kind == "exponential" and cfg.schedule.epsilon.end <= 0:
         raise ConfigError("schedule.epsilon.end", "must be > 0 for an exponential schedule")
@@ -220,6 +235,7 @@ def validate(cfg: DictConfig) -> None:
         "eval.episodes",
         "eval.num_envs",
         "eval.video_every",
+        "algo.n_step",
         "checkpoint.every",
     ):
         _positive(key, _get(cfg, key))
@@ -231,6 +247,8 @@ def validate(cfg: DictConfig) -> None:
         _positive("algo.max_grad_norm", cfg.algo.max_grad_norm)
     if any(h <= 0 for h in cfg.model.hidden):
         raise ConfigError("model.hidden", f"widths must be > 0, got {list(cfg.model.hidden)}")
+    if cfg.model.dueling and not cfg.model.hidden:
+        raise ConfigError("model.hidden", "a dueling head needs at least one width for its streams")
     if cfg.batch_size > cfg.buffer.capacity:
         raise ConfigError(
             "batch_size",

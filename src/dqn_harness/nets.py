@@ -19,6 +19,7 @@ class NatureCNN(nn.Module):
         n_actions: int,
         hidden: Sequence[int] = (512,),
         channels_last: bool = False,
+        dueling: bool = False,
     ) -> None:
         super().__init__()
         # NHWC lets oneDNN pick its fast convolution kernels on CPU instead of reordering the
@@ -33,7 +34,7 @@ class NatureCNN(nn.Module):
             nn.ReLU(),
             nn.Flatten(),
         )
-        self.head = mlp(64 * 7 * 7, hidden, n_actions)
+        self.head = q_head(64 * 7 * 7, hidden, n_actions, dueling)
         self.to(memory_format=self.memory_format)  # type: ignore[call-overload]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -44,11 +45,13 @@ class NatureCNN(nn.Module):
 class MLP(nn.Module):
     """For vector observations; discrete observations (FrozenLake) are one-hot encoded."""
 
-    def __init__(self, obs_space: gym.Space, n_actions: int, hidden: Sequence[int]) -> None:
+    def __init__(
+        self, obs_space: gym.Space, n_actions: int, hidden: Sequence[int], dueling: bool = False
+    ) -> None:
         super().__init__()
         self.n_states = int(obs_space.n) if isinstance(obs_space, gym.spaces.Discrete) else None
         in_dim = self.n_states or int(np.prod(obs_space.shape))  # type: ignore[arg-type]
-        self.net = mlp(in_dim, hidden, n_actions)
+        self.net = q_head(in_dim, hidden, n_actions, dueling)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if self.n_states is not None:
@@ -67,13 +70,44 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class DuelingHead(nn.Module):
+    """Q = V + A - mean(A) (Wang et al. 2016).
+
+    V and A are only defined up to a constant shared between them; subtracting the mean
+    advantage pins that constant, so V estimates the state value and the greedy action is
+    unchanged (argmax A = argmax Q).
+    """
+
+    def __init__(self, in_dim: int, width: int, n_actions: int) -> None:
+        super().__init__()
+        self.value = mlp(in_dim, [width], 1)
+        self.advantage = mlp(in_dim, [width], n_actions)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        advantage = self.advantage(x)
+        return self.value(x) + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+def q_head(in_dim: int, hidden: Sequence[int], n_actions: int, dueling: bool) -> nn.Sequential:
+    """Dense layers to Q-values; dueling: all widths but the last shared, each stream the last."""
+    if not dueling:
+        return mlp(in_dim, hidden, n_actions)
+    shared: list[nn.Module] = []
+    for width in hidden[:-1]:
+        shared += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    return nn.Sequential(*shared, DuelingHead(in_dim, hidden[-1], n_actions))
+
+
 def build_q_net(
     name: str,
     obs_space: gym.Space,
     n_actions: int,
     hidden: Sequence[int],
     channels_last: bool = False,
+    dueling: bool = False,
 ) -> nn.Module:
     if name == "nature_cnn":
-        return NatureCNN(obs_space.shape[0], n_actions, hidden, channels_last)  # type: ignore[index]
-    return MLP(obs_space, n_actions, hidden)
+        in_channels = obs_space.shape[0]  # type: ignore[index]
+        return NatureCNN(in_channels, n_actions, hidden, channels_last, dueling)
+    return MLP(obs_space, n_actions, hidden, dueling)

@@ -41,7 +41,7 @@ def play_episode(
 ) -> tuple[list[np.ndarray], float]:
     """Frames (the reset screen, then one per agent step) and the episode's return."""
     obs, _ = env.reset(seed=seed)
-    frames = [env.render()]
+    frames: list[np.ndarray] = [np.asarray(env.render())]
     total, done = 0.0, False
     n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
     while not done and len(frames) < MAX_FRAMES:
@@ -52,7 +52,7 @@ def play_episode(
         obs, reward, terminated, truncated, _ = env.step(action)
         total += float(reward)
         done = terminated or truncated
-        frames.append(env.render())
+        frames.append(np.asarray(env.render()))
     return frames, total
 
 

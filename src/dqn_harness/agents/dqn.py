@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from dqn_harness.envs import is_atari, make_vec_env
 from dqn_harness.evaluation import Evaluator, save_atomic
 from dqn_harness.nets import build_q_net
 from dqn_harness.replay import ReplayBuffer, ReplayDataset
+from dqn_harness.replay.prioritized import PrioritizedSampler
 from dqn_harness.schedules import Cadence, EpsilonSchedule, TargetSync
 from dqn_harness.stopping import Diverged, StopFlag
 from dqn_harness.tracking import Tracker
@@ -44,6 +46,7 @@ class DQN(pl.LightningModule):
         loss: str = "huber",
         reward_clip: bool = False,
         target_sync: int = 1000,
+        double: bool = False,
     ) -> None:
         super().__init__()
         self.q_net = q_net
@@ -54,6 +57,9 @@ class DQN(pl.LightningModule):
         self.fused = fused  # fused Adam kernel: same update, a quarter of the CPU time
         self.loss_fn = F.smooth_l1_loss if loss == "huber" else F.mse_loss
         self.reward_clip = reward_clip  # train on sign(r), as the Nature paper does for Atari
+        self.double_dqn = double  # Double DQN: decouple choosing the next action from valuing it
+        # prioritized replay: called with a batch's indices and |TD errors| after its loss
+        self.priority_update: Callable[[np.ndarray, np.ndarray], None] | None = None
         self.sync = TargetSync(target_sync)
         self.collector: Collector | None = None  # set once built: it needs self.greedy
         self.dataset: ReplayDataset | None = None
@@ -78,21 +84,50 @@ class DQN(pl.LightningModule):
         q = self.q_net(torch.as_tensor(obs, device=self.device))
         return q.argmax(1).cpu().numpy()
 
-    def td_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and Q(s, a). Terminal transitions do not bootstrap; truncated ones do."""
+    @torch.no_grad()
+    def td_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """y = R + gamma^m (1 - terminated) Q_target(s', a*), with R and a* as configured.
+
+        One-step: R = r, m = 1. n-step: ``rewards`` is the (B, n) window, zero past its end;
+        each reward is clipped before discounting and R = sum_k gamma^k r_k, m the window's
+        length. a* = argmax Q_target(s') (DQN), or argmax Q_online(s') (Double DQN: the max
+        of noisy estimates is biased upward; choosing with one net and valuing with the other
+        removes most of that bias). Terminal windows do not bootstrap; truncated ones do.
+        """
         rewards = torch.sign(batch["rewards"]) if self.reward_clip else batch["rewards"]
-        with torch.no_grad():
-            next_q = self.target_net(batch["next_obs"]).max(dim=1).values
-            target = rewards + self.gamma * (1.0 - batch["terminated"]) * next_q
+        if rewards.dim() == 2:
+            k = torch.arange(rewards.shape[1], device=rewards.device, dtype=rewards.dtype)
+            returns = rewards @ (self.gamma**k)
+            discount = self.gamma ** batch["n_steps"].to(rewards.dtype)
+        else:
+            returns, discount = rewards, torch.full_like(rewards, self.gamma)
+        next_obs = batch["next_obs"]
+        if self.double_dqn:
+            next_actions = self.q_net(next_obs).argmax(dim=1, keepdim=True)
+            next_q = self.target_net(next_obs).gather(1, next_actions).squeeze(1)
+        else:
+            next_q = self.target_net(next_obs).max(dim=1).values
+        return returns + discount * (1.0 - batch["terminated"]) * next_q
+
+    def td_loss(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss, Q(s, a) and the TD errors; prioritized batches weight each sample's loss."""
+        target = self.td_target(batch)
         q = self.q_net(batch["obs"]).gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
-        return self.loss_fn(q, target), q
+        losses = self.loss_fn(q, target, reduction="none")
+        if "weights" in batch:
+            losses = losses * batch["weights"]
+        return losses.mean(), q, (target - q).detach()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, q = self.td_loss(batch)
+        loss, q, td = self.td_loss(batch)
         # On CPU the check is free, so it runs every update and names the exact step; on a GPU
         # it would force a sync per update, so there pop_stats checks at every scalar log.
         if loss.device.type == "cpu" and not torch.isfinite(loss):
             self._diverged("loss")
+        if self.priority_update is not None and "indices" in batch:
+            self.priority_update(batch["indices"].cpu().numpy(), td.abs().cpu().numpy())
         if self.stats.device != loss.device:
             self.stats = self.stats.to(loss.device)
         self.stats += torch.stack([loss.detach(), q.detach().mean(), torch.ones_like(loss)])
@@ -184,6 +219,21 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*is an iterable dataset.*")
 
 
+def make_sampler(cfg: DictConfig, buffer: ReplayBuffer) -> PrioritizedSampler | None:
+    """``buffer=prioritized``: a sum-tree sampler with a leaf per slot of ``buffer``."""
+    if cfg.buffer.name != "prioritized":
+        return None
+    b = cfg.buffer
+    return PrioritizedSampler(
+        buffer.num_envs * buffer.slots,
+        alpha=b.alpha,
+        beta=b.beta,
+        beta_steps=b.beta_steps or cfg.total_steps,
+        eps=b.eps,
+        seed=cfg.seed + 1,
+    )
+
+
 def train_dqn(
     cfg: DictConfig,
     tracker: Tracker,
@@ -196,7 +246,12 @@ def train_dqn(
     obs_space = env.single_observation_space
     n_actions = int(env.single_action_space.n)  # type: ignore[attr-defined]
     q_net = build_q_net(
-        cfg.model.name, obs_space, n_actions, cfg.model.hidden, cfg.trainer.channels_last
+        cfg.model.name,
+        obs_space,
+        n_actions,
+        cfg.model.hidden,
+        cfg.trainer.channels_last,
+        cfg.model.dueling,
     )
     module = DQN(
         q_net,
@@ -208,6 +263,7 @@ def train_dqn(
         loss=cfg.algo.loss,
         reward_clip=cfg.algo.reward_clip,
         target_sync=cfg.schedule.target_sync,
+        double=cfg.algo.double,
     )
     buffer = ReplayBuffer(
         cfg.buffer.capacity,
@@ -217,6 +273,9 @@ def train_dqn(
         stack=cfg.env.frame_stack if is_atari(cfg.env.id) else None,
         seed=cfg.seed,
     )
+    buffer.sampler = make_sampler(cfg, buffer)
+    if buffer.sampler is not None:
+        module.priority_update = buffer.update_priorities
     if resume is not None:
         module.q_net.load_state_dict(resume["q_net"])
         module.target_net.load_state_dict(resume["target_net"])
@@ -246,6 +305,7 @@ def train_dqn(
         train_freq=cfg.train_freq,
         total_steps=cfg.total_steps,
         should_stop=lambda: stop.is_set() or evaluator.should_stop,
+        n_step=cfg.algo.n_step,
     )
     if resume is not None:
         # without its replay, a resumed run collects learning_starts steps before updating again

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from dqn_harness.config import ConfigError
+from dqn_harness.replay.prioritized import PrioritizedSampler
 
 BOOKKEEPING_BYTES = 4 + 4 + 1 + 1 + 1 + 4  # action, reward, terminated, truncated, has_next, pos
 
@@ -88,6 +89,9 @@ class ReplayBuffer:
         self.rng = np.random.default_rng(seed)
         self._envs = np.arange(num_envs)
         self._back = np.arange(history, -1, -1)  # offsets of a stack's frames, oldest first
+        # None: uniform sampling below. A PrioritizedSampler with a leaf per env * slots + slot
+        # must be set before the first write.
+        self.sampler: PrioritizedSampler | None = None
 
     @staticmethod
     def nbytes_for(slots: int, frame_shape: tuple[int, ...], dtype: np.dtype) -> int:
@@ -106,8 +110,15 @@ class ReplayBuffer:
     def _newest_frame(self, obs: np.ndarray) -> np.ndarray:
         return obs[:, -1] if self.stack else obs
 
-    def _write(self, frames: np.ndarray, pos: np.ndarray) -> None:
+    def _write(self, frames: np.ndarray, pos: np.ndarray, new: np.ndarray | None = None) -> None:
+        """Write the newest frames at the cursor; ``new``: flat indices of fresh transitions."""
         slot = self.cursor
+        if self.sampler is not None:
+            # the slot being overwritten, and the oldest slot whose stack now reaches into it
+            history = (self.stack or 1) - 1
+            cleared = [slot, (slot + history) % self.slots] if history else [slot]
+            flat = (self._envs[:, None] * self.slots + np.array(cleared)[None, :]).ravel()
+            self.sampler.on_write(np.empty(0, np.int64) if new is None else new, flat)
         self.transitions -= int(self.has_next[:, slot].sum())
         self.frames[:, slot] = frames
         self.pos[:, slot] = pos
@@ -142,7 +153,7 @@ class ReplayBuffer:
         self.has_next[envs, cur] = True
         self.transitions += len(envs)
         pos = np.where(real, self.pos[:, cur] + 1, 0).astype(np.int32)
-        self._write(self._newest_frame(next_obs), pos)
+        self._write(self._newest_frame(next_obs), pos, envs * self.slots + cur)
 
     def _stacks(self, envs: np.ndarray, slots: np.ndarray) -> np.ndarray:
         if not self.stack:
@@ -177,9 +188,25 @@ class ReplayBuffer:
             raise RuntimeError("replay sampling found no complete transition")
         return np.concatenate(envs_out), np.concatenate(slots_out)
 
-    def sample(self, batch_size: int, n_step: int = 1) -> dict[str, torch.Tensor]:
-        envs, slots = self.sample_indices(batch_size)
-        return self.gather(envs, slots, n_step)
+    def sample(
+        self, batch_size: int, n_step: int = 1, env_steps: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """A batch; prioritized batches also carry ``indices`` and IS ``weights``.
+
+        ``env_steps`` sets the prioritized sampler's beta (annealed over training).
+        """
+        if self.sampler is None:
+            envs, slots = self.sample_indices(batch_size)
+            return self.gather(envs, slots, n_step)
+        flat, weights = self.sampler.sample(batch_size, env_steps)
+        batch = self.gather(flat // self.slots, flat % self.slots, n_step)
+        batch["indices"] = torch.from_numpy(flat)
+        batch["weights"] = torch.from_numpy(weights)
+        return batch
+
+    def update_priorities(self, indices: np.ndarray, td_abs: np.ndarray) -> None:
+        assert self.sampler is not None
+        self.sampler.update(indices, td_abs)
 
     def gather(
         self, envs: np.ndarray, slots: np.ndarray, n_step: int = 1

@@ -30,6 +30,7 @@ class ReplayDataset(IterableDataset):
         train_freq: int,
         total_steps: int,
         should_stop: Callable[[], bool] = lambda: False,
+        n_step: int = 1,
     ) -> None:
         super().__init__()
         self.buffer = buffer
@@ -39,6 +40,7 @@ class ReplayDataset(IterableDataset):
         self.train_freq = train_freq
         self.total_steps = total_steps
         self.should_stop = should_stop
+        self.n_step = n_step
         self.next_update = max(learning_starts, 1)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -51,4 +53,4 @@ class ReplayDataset(IterableDataset):
             if self.should_stop():
                 return
             self.next_update += self.train_freq
-            yield self.buffer.sample(self.batch_size)
+            yield self.buffer.sample(self.batch_size, self.n_step, collector.env_steps)

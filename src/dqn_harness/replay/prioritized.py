@@ -1,0 +1,140 @@
+"""Prioritized replay (Schaul et al. 2016, proportional): a sampler over the buffer's storage.
+
+The replay buffer keeps storing frames exactly as before; this only decides *which* stored
+transitions a batch holds. Each (env, slot) of the buffer is a leaf of a sum tree whose value is
+the transition's priority ``p = (|TD error| + eps) ** alpha``; a slot with no sampleable
+transition (not yet written, an episode's final frame, or a stack reaching into overwritten
+frames) has priority 0 and is never drawn. Sampling is stratified (one draw from each of B equal
+slices of the total priority) and every tree operation is O(log n), vectorised over the batch.
+
+Importance-sampling weights correct the bias of non-uniform sampling:
+``w_i = (N P(i)) ** -beta / max_j w_j = (p_i / p_min) ** -beta``, with beta annealed to 1 by the
+end of training, where an unbiased update matters most.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class SumTree:
+    """Sums and minima over ``size`` non-negative leaves; empty leaves are 0 (and +inf for min).
+
+    Internal nodes are recomputed from their children on every update rather than adjusted by
+    deltas, so floating-point error cannot accumulate over millions of updates.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.leaves = 1 << max(0, (size - 1).bit_length())  # power of two >= size
+        self.depth = self.leaves.bit_length() - 1
+        self.sum = np.zeros(2 * self.leaves)
+        self.min = np.full(2 * self.leaves, np.inf)
+
+    @property
+    def total(self) -> float:
+        return float(self.sum[1])
+
+    @property
+    def min_positive(self) -> float:
+        return float(self.min[1])
+
+    def get(self, idx: np.ndarray) -> np.ndarray:
+        return self.sum[np.asarray(idx) + self.leaves]
+
+    def values(self) -> np.ndarray:
+        return self.sum[self.leaves : self.leaves + self.size].copy()
+
+    def update(self, idx: np.ndarray, values: np.ndarray) -> None:
+        """Set leaves ``idx`` to ``values`` and refresh their ancestors (depth steps)."""
+        node = np.asarray(idx, dtype=np.int64) + self.leaves
+        values = np.asarray(values, dtype=np.float64)
+        self.sum[node] = values
+        self.min[node] = np.where(values > 0, values, np.inf)
+        for _ in range(self.depth):
+            # duplicate parents recompute the same value from the same children: harmless
+            node = node >> 1
+            left, right = 2 * node, 2 * node + 1
+            self.sum[node] = self.sum[left] + self.sum[right]
+            self.min[node] = np.minimum(self.min[left], self.min[right])
+
+    def find(self, mass: np.ndarray) -> np.ndarray:
+        """Leaf whose prefix-sum interval contains each ``mass`` in [0, total)."""
+        node = np.ones(len(mass), dtype=np.int64)
+        mass = np.asarray(mass, dtype=np.float64).copy()
+        for _ in range(self.depth):
+            left = self.sum[2 * node]
+            go_right = mass >= left
+            mass -= np.where(go_right, left, 0.0)
+            node = 2 * node + go_right
+        return node - self.leaves
+
+
+class PrioritizedSampler:
+    """Proportional prioritization over flat (env * slots + slot) indices of a ReplayBuffer."""
+
+    def __init__(
+        self,
+        size: int,
+        alpha: float = 0.6,
+        beta: float = 0.4,
+        beta_steps: int = 1_000_000,
+        eps: float = 1e-6,
+        seed: int = 0,
+    ) -> None:
+        self.tree = SumTree(size)
+        self.alpha = alpha
+        self.beta0 = beta
+        self.beta_steps = beta_steps
+        self.eps = eps
+        self.max_priority = 1.0  # new transitions get the largest priority seen so far
+        self.rng = np.random.default_rng(seed)
+
+    def beta(self, env_steps: int) -> float:
+        """Linear from ``beta`` to 1 over ``beta_steps`` agent steps."""
+        return min(1.0, self.beta0 + (1.0 - self.beta0) * env_steps / self.beta_steps)
+
+    def on_write(self, new: np.ndarray, cleared: np.ndarray) -> None:
+        """New transitions enter at max priority; ``cleared`` slots stop being sampleable."""
+        idx = np.concatenate([cleared, new])
+        values = np.concatenate([np.zeros(len(cleared)), np.full(len(new), self.max_priority)])
+        self.tree.update(idx, values)  # `new` last: a slot both cleared and new ends up new
+
+    def sample(self, batch_size: int, env_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices and their importance-sampling weights (max weight 1)."""
+        total = self.tree.total
+        if total <= 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        mass = (np.arange(batch_size) + self.rng.random(batch_size)) * (total / batch_size)
+        idx = self.tree.find(np.minimum(mass, np.nextafter(total, 0)))
+        priorities = self.tree.get(idx)
+        for _ in range(100):  # rounding can land a draw on an empty leaf next to a full one
+            empty = priorities <= 0
+            if not empty.any():
+                break
+            idx[empty] = self.tree.find(self.rng.random(int(empty.sum())) * total)
+            priorities = self.tree.get(idx)
+        weights = (priorities / self.tree.min_positive) ** -self.beta(env_steps)
+        return idx, weights.astype(np.float32)
+
+    def update(self, idx: np.ndarray, td_abs: np.ndarray) -> None:
+        """Priorities from the batch's |TD errors|.
+
+        Lightning fetches the next batch before this one's update, so a sampled slot can have
+        been cleared in between (it fell out of the ring); it is left cleared.
+        """
+        priorities = (np.asarray(td_abs, dtype=np.float64) + self.eps) ** self.alpha
+        live = self.tree.get(idx) > 0
+        self.tree.update(idx[live], priorities[live])
+        if len(priorities):
+            self.max_priority = max(self.max_priority, float(priorities.max()))
+
+    def state(self) -> dict[str, Any]:
+        return {"max_priority": self.max_priority, "rng": self.rng.bit_generator.state}
+
+    def restore(self, priorities: np.ndarray, state: dict[str, Any]) -> None:
+        self.tree.update(np.arange(self.tree.size), priorities)
+        self.max_priority = state["max_priority"]
+        self.rng.bit_generator.state = state["rng"]

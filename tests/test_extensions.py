@@ -1,0 +1,363 @@
+"""DQN extensions against hand-computed cases: Double DQN, dueling, n-step, prioritized replay."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dqn_harness.agents.dqn import DQN
+from dqn_harness.nets import MLP, DuelingHead, NatureCNN
+from dqn_harness.replay.buffer import ReplayBuffer
+from dqn_harness.replay.prioritized import PrioritizedSampler, SumTree
+from dqn_harness.tracking import read_metrics
+from tests.conftest import ROOT, run_sweep, run_train
+
+
+class Table(nn.Module):
+    """Q(s, ·) = a fixed row per integer state (observations of shape (B,) or (B, 1))."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = nn.Parameter(torch.tensor(table, dtype=torch.float32))
+
+    def forward(self, obs):
+        return self.table[obs.long().reshape(-1)]
+
+
+def one_step_batch(**extra):
+    return {
+        "obs": torch.tensor([0]),
+        "actions": torch.tensor([0]),
+        "rewards": torch.tensor([1.0]),
+        "next_obs": torch.tensor([1]),
+        "terminated": torch.tensor([0.0]),
+        "truncated": torch.tensor([0.0]),
+        **extra,
+    }
+
+
+# --- Double DQN -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("double", "expected"), [(False, 1 + 0.5 * 7.0), (True, 1 + 0.5 * 2.0)])
+def test_double_dqn_target(double, expected):
+    # online net prefers action 1 in state 1 (5 > 3); the target net values it at 2, its max is 7
+    module = DQN(Table([[0.0, 0.0], [3.0, 5.0]]), gamma=0.5, lr=1e-3, double=double)
+    module.target_net.table.data = torch.tensor([[0.0, 0.0], [7.0, 2.0]])
+    assert module.td_target(one_step_batch()).item() == pytest.approx(expected)
+
+
+# --- Dueling ----------------------------------------------------------------------------------
+
+
+def test_dueling_aggregation_subtracts_the_mean_advantage():
+    head = DuelingHead(2, 3, n_actions=3)
+    x = torch.tensor([[1.0, -2.0], [0.5, 0.25]])
+    value = head.value(x)  # (B, 1)
+    advantage = head.advantage(x)  # (B, 3)
+    expected = value + advantage - advantage.mean(dim=1, keepdim=True)
+    assert torch.allclose(head(x), expected)
+    # by hand for one row: Q_a = V + A_a - (A_0 + A_1 + A_2) / 3
+    v, a = value[0, 0].item(), advantage[0].tolist()
+    assert head(x)[0, 1].item() == pytest.approx(v + a[1] - sum(a) / 3, abs=1e-6)
+    # a constant added to every advantage changes nothing: V and A are identified
+    with torch.no_grad():
+        head.advantage[-1].bias += 10.0
+    assert torch.allclose(head(x), expected, atol=1e-5)
+    # Q averages to V over actions
+    assert torch.allclose(head(x).mean(dim=1, keepdim=True), value, atol=1e-6)
+
+
+def test_dueling_networks_shapes_and_streams():
+    import gymnasium as gym
+
+    mlp = MLP(gym.spaces.Box(-1, 1, (4,)), 2, [16, 8], dueling=True)
+    assert mlp(torch.randn(5, 4)).shape == (5, 2)
+    streams = [m for m in mlp.modules() if isinstance(m, DuelingHead)]
+    assert len(streams) == 1 and streams[0].value[0].in_features == 16  # first layer shared
+    cnn = NatureCNN(4, 6, [512], dueling=True)
+    assert cnn(torch.zeros(2, 4, 84, 84, dtype=torch.uint8)).shape == (2, 6)
+    head = next(m for m in cnn.modules() if isinstance(m, DuelingHead))
+    assert head.value[0].out_features == 512 and head.advantage[-1].out_features == 6
+
+
+# --- n-step returns ---------------------------------------------------------------------------
+
+
+def n_step_buffer():
+    """Two envs, integer states, known rewards: env 0 terminates, env 1 is truncated.
+
+    env 0: states 0 -> 1 -> 2 -> 3, rewards 1, 2, 4, terminated on the third step, then reset
+           to state 10 -> 11 (reward 8): the newest step ends that window.
+    env 1: states 20 -> 21 -> 22 -> 23 -> 24, rewards 1, 1, 1, 1, truncated on the fourth step
+           (24 is the final observation to bootstrap from), then reset to state 30.
+    """
+    buf = ReplayBuffer(64, 2, (1,), np.int64)
+    buf.start(np.array([[0], [20]]))
+    steps = [  # (rewards, terminated, truncated, next states, real)
+        ([1, 1], [0, 0], [0, 0], [1, 21], [1, 1]),
+        ([2, 1], [0, 0], [0, 0], [2, 22], [1, 1]),
+        ([4, 1], [1, 0], [0, 0], [3, 23], [1, 1]),
+        ([0, 1], [0, 0], [0, 1], [10, 24], [0, 1]),  # env 0 autoresets to 10
+        ([8, 0], [0, 0], [0, 0], [11, 30], [1, 0]),  # env 1 autoresets to 30
+    ]
+    for rewards, term, trunc, nxt, real in steps:
+        buf.add(
+            np.zeros(2, dtype=np.int64),
+            np.array(rewards, dtype=np.float32),
+            np.array(term, dtype=bool),
+            np.array(trunc, dtype=bool),
+            np.array(nxt)[:, None],
+            np.array(real, dtype=bool),
+        )
+    return buf
+
+
+def test_n_step_targets_across_a_terminal_and_a_truncation_with_two_envs():
+    gamma = 0.5
+    q_next = np.zeros((40, 2), dtype=np.float32)
+    q_next[:, 1] = np.arange(40)  # max Q_target(s') = s'
+    module = DQN(Table(q_next.tolist()), gamma=gamma, lr=1e-3)
+    buf = n_step_buffer()
+    # (env, slot) -> hand-computed 3-step target
+    cases = {
+        (0, 0): 1 + 0.5 * 2 + 0.25 * 4,  # hits the terminal after 3 rewards: no bootstrap
+        (0, 1): 2 + 0.5 * 4,  # window of 2, terminal
+        (0, 2): 4,  # the terminal transition itself
+        (0, 4): 8 + 0.5 * 11,  # after the reset: the newest step cuts the window to 1
+        (1, 0): 1 + 0.5 + 0.25 + 0.125 * 23,  # full window, bootstraps from state 23
+        (1, 1): 1 + 0.5 + 0.25 + 0.125 * 24,  # ends at the truncation: bootstraps from 24
+        (1, 2): 1 + 0.5 + 0.25 * 24,  # truncation after 2 steps: gamma^2
+        (1, 3): 1 + 0.5 * 24,
+    }
+    envs = np.array([e for e, _ in cases])
+    slots = np.array([s for _, s in cases])
+    batch = buf.gather(envs, slots, n_step=3)
+    assert batch["n_steps"].tolist() == [3, 2, 1, 1, 3, 3, 2, 1]
+    target = module.td_target(batch)
+    assert target.tolist() == pytest.approx(list(cases.values()))
+    # the window never runs into the next episode: env 0's slot 3 holds the final state only
+    assert not buf.has_next[0, 3] and not buf.has_next[1, 5]
+
+
+def test_n_step_rewards_are_clipped_before_discounting():
+    module = DQN(Table([[0.0, 0.0]]), gamma=0.5, lr=1e-3, reward_clip=True)
+    batch = one_step_batch(
+        rewards=torch.tensor([[25.0, -3.0, 0.0]]),
+        n_steps=torch.tensor([2]),
+        next_obs=torch.tensor([0]),
+        terminated=torch.tensor([1.0]),
+    )
+    assert module.td_target(batch).item() == pytest.approx(1 - 0.5)
+
+
+# --- Prioritized replay -----------------------------------------------------------------------
+
+
+def test_sum_tree_sampling_frequencies_match_priorities():
+    priorities = np.array([1.0, 0.0, 2.0, 3.0, 0.0, 4.0, 10.0, 0.5, 0.0, 2.5])
+    tree = SumTree(len(priorities))
+    tree.update(np.arange(len(priorities)), priorities)
+    assert tree.total == pytest.approx(priorities.sum()) and tree.min_positive == 0.5
+    # the descent finds exactly the leaf whose prefix-sum interval holds the mass
+    mass = np.random.default_rng(0).random(10_000) * tree.total
+    exact = np.searchsorted(np.cumsum(priorities), mass, side="right")
+    assert (tree.find(mass) == exact).all()
+    # the sampler's stratified draws: frequencies proportional to priority
+    sampler = PrioritizedSampler(len(priorities), alpha=1.0, beta_steps=1, seed=0)
+    sampler.tree = tree
+    draws = np.concatenate([sampler.sample(1000, env_steps=0)[0] for _ in range(200)])
+    counts = np.bincount(draws, minlength=len(priorities))
+    expected = len(draws) * priorities / priorities.sum()
+    assert counts[priorities == 0].sum() == 0  # empty leaves are never drawn
+    # chi-square with 6 degrees of freedom: 99.9th percentile is 22.5
+    live = priorities > 0
+    chi2 = (((counts[live] - expected[live]) ** 2) / expected[live]).sum()
+    assert chi2 < 22.5, (counts, expected)
+
+
+def test_sum_tree_update_touches_one_path():
+    size = 1000
+    tree = SumTree(size)
+    tree.update(np.arange(size), np.ones(size))
+    before = tree.sum.copy()
+    tree.update(np.array([123]), np.array([5.0]))
+    changed = np.flatnonzero(tree.sum != before)
+    # O(log n): the leaf and its ancestors, nothing else
+    assert tree.depth == math.ceil(math.log2(size)) == 10
+    assert len(changed) == tree.depth + 1
+    assert tree.total == pytest.approx(size - 1 + 5.0)
+
+
+def test_prioritized_sampler_weights_and_updates():
+    sampler = PrioritizedSampler(8, alpha=0.5, beta=0.4, beta_steps=1000, eps=0.0, seed=0)
+    sampler.on_write(np.arange(4), np.empty(0, dtype=np.int64))
+    assert sampler.tree.get(np.arange(8)).tolist() == [1, 1, 1, 1, 0, 0, 0, 0]  # max priority
+    sampler.update(np.arange(4), np.array([1.0, 4.0, 9.0, 16.0]))
+    # p = |td|^alpha
+    assert sampler.tree.get(np.arange(4)).tolist() == pytest.approx([1, 2, 3, 4])
+    assert sampler.max_priority == 4.0
+    assert sampler.beta(0) == 0.4 and sampler.beta(500) == pytest.approx(0.7)
+    assert sampler.beta(1000) == 1.0 and sampler.beta(5000) == 1.0
+    idx, weights = sampler.sample(64, env_steps=500)
+    p = np.array([1.0, 2.0, 3.0, 4.0])[idx]
+    # w = (N P(i))^-beta / max_j w_j = (p_i / p_min)^-beta
+    assert weights == pytest.approx((p / 1.0) ** -0.7, rel=1e-5)
+    assert weights.max() <= 1.0
+    # a cleared slot stays cleared even if a stale batch updates it
+    sampler.on_write(np.empty(0, dtype=np.int64), np.array([2]))
+    sampler.update(np.array([2]), np.array([100.0]))
+    assert sampler.tree.get(np.array([2]))[0] == 0.0
+
+
+def test_importance_weights_scale_each_sample_loss():
+    module = DQN(Table([[1.0, 2.0], [0.0, 0.0]]), gamma=0.5, lr=1e-3, loss="mse")
+    batch = {
+        "obs": torch.tensor([0, 0]),
+        "actions": torch.tensor([0, 1]),
+        "rewards": torch.tensor([3.0, 3.0]),
+        "next_obs": torch.tensor([1, 1]),
+        "terminated": torch.tensor([1.0, 1.0]),
+        "truncated": torch.tensor([0.0, 0.0]),
+        "weights": torch.tensor([0.5, 1.0]),
+    }
+    loss, _, td = module.td_loss(batch)
+    assert td.tolist() == [2.0, 1.0]
+    assert loss.item() == pytest.approx((0.5 * 4.0 + 1.0 * 1.0) / 2)
+
+
+def test_prioritized_sampling_only_draws_complete_transitions_of_the_storage():
+    """Over the same frame storage, after wrap-around, with stacks: only valid (env, slot)s."""
+    stack = 4
+    buf = ReplayBuffer(200, 3, (stack, 2, 2), np.uint8, stack=stack, seed=0)
+    buf.sampler = PrioritizedSampler(buf.num_envs * buf.slots, beta_steps=1000, seed=0)
+    rng = np.random.default_rng(1)
+    obs = np.zeros((3, stack, 2, 2), dtype=np.uint8)
+    buf.start(obs)
+    autoreset = np.zeros(3, dtype=bool)
+    for t in range(1, 700):
+        term = rng.random(3) < 0.05
+        obs = np.full((3, stack, 2, 2), t % 256, dtype=np.uint8)
+        buf.add(
+            rng.integers(4, size=3),
+            rng.random(3).astype(np.float32),
+            term & ~autoreset,
+            np.zeros(3, dtype=bool),
+            obs,
+            ~autoreset,
+        )
+        autoreset = term & ~autoreset
+        if t % 5 == 0 and len(buf) >= 32:
+            batch = buf.sample(32, n_step=3, env_steps=t)
+            flat = batch["indices"].numpy()
+            envs, slots = flat // buf.slots, flat % buf.slots
+            assert buf.has_next[envs, slots].all()
+            age = (slots - buf.cursor) % buf.slots  # 0 = oldest slot in the ring
+            assert (age >= stack - 1).all()  # stacks never reach into overwritten frames
+            buf.update_priorities(flat, rng.random(32) * 5)
+    # the tree's live leaves are exactly the uniform sampler's sampleable transitions
+    live = buf.sampler.tree.values().reshape(3, buf.slots) > 0
+    age = (np.arange(buf.slots) - buf.cursor) % buf.slots
+    assert (live == (buf.has_next & (age >= stack - 1)[None, :])).all()
+
+
+# --- real trainings ---------------------------------------------------------------------------
+
+SWITCHES = {
+    "double": ("algo.double=true",),
+    "dueling": ("model=dueling_mlp",),
+    "n_step": ("algo.n_step=3",),
+    "prioritized": ("buffer=prioritized",),
+    "rainbow_lite": ("+experiment=rainbow_lite", "env.num_envs=2"),
+}
+
+
+@pytest.mark.parametrize("name", list(SWITCHES))
+def test_each_extension_trains_and_stays_finite(tmp_path, name):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=cartpole",
+        *SWITCHES[name],
+        "total_steps=3000",
+        "learning_starts=500",
+        "eval.every=1500",
+        "eval.episodes=3",
+        "logger=none",
+        "logger.every=250",
+        f"hydra.run.dir={run_dir}",
+        "progress=false",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["grad_steps"] >= 2400
+    losses = [v for _, v in read_metrics(run_dir, "train/loss")]
+    assert len(losses) >= 8 and all(math.isfinite(v) for v in losses)
+    config = json.loads((run_dir / "config.json").read_text())
+    if name == "rainbow_lite":
+        assert config["algo.double"] and config["algo.n_step"] == 3
+        assert config["model.dueling"] and config["buffer.name"] == "prioritized"
+
+
+def test_rainbow_lite_on_atari_frames_with_vector_envs(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=pong",
+        "+experiment=rainbow_lite",
+        "env.backend=ale_vector",
+        "env.num_envs=2",
+        "total_steps=1200",
+        "learning_starts=400",
+        "buffer.capacity=2000",
+        "train_freq=8",
+        "eval.every=1200",
+        "eval.episodes=1",
+        "env.max_episode_steps=300",
+        "logger=none",
+        "logger.every=200",
+        f"hydra.run.dir={run_dir}",
+        "progress=false",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    losses = [v for _, v in read_metrics(run_dir, "train/loss")]
+    assert losses and all(math.isfinite(v) for v in losses)
+
+
+def test_extension_switches_are_a_sweep_space(tmp_path):
+    import optuna
+
+    proc = run_sweep(
+        f"sweep={ROOT / 'sweeps' / 'cartpole_extensions.yaml'}",
+        "study=ext",
+        "n_trials=2",
+        f"out={tmp_path / 'out'}",
+        f"presets_dir={tmp_path}",
+        "total_steps=1500",
+        "learning_starts=300",
+        "eval.every=750",
+        "eval.episodes=2",
+        "logger=none",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = optuna.load_study(study_name="ext", storage=f"sqlite:///{tmp_path}/out/ext/study.db")
+    trials = study.get_trials()
+    assert len(trials) == 2 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    assert {"algo.double", "model", "algo.n_step", "buffer"} <= set(trials[0].params)
+    # each trial ran the switches it was given
+    for t in trials:
+        config = json.loads(
+            (tmp_path / "out" / "ext" / "trials" / f"{t.number:04d}-s0" / "config.json").read_text()
+        )
+        assert config["algo.double"] == t.params["algo.double"]
+        assert config["algo.n_step"] == t.params["algo.n_step"]
+        assert config["model.dueling"] == (t.params["model"] == "dueling_mlp")
+        assert config["buffer.name"] == (
+            "prioritized" if t.params["buffer"] == "prioritized" else "uniform"
+        )
