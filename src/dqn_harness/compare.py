@@ -19,6 +19,7 @@ evaluation; a run that stopped because it solved the env holds its last evaluati
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -91,8 +92,19 @@ def find_runs(roots: list[Path]) -> tuple[list[Run], int]:
             if config is None:
                 skipped += 1
                 continue
-            runs.append(Run(run_dir, config, summary))
+            # a key added after the run was made had its default value in that run
+            runs.append(Run(run_dir, {**schema_defaults(), **config}, summary))
     return runs, skipped
+
+
+@functools.cache
+def schema_defaults() -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from dqn_harness.config import Config
+
+    flat = flatten(OmegaConf.to_container(OmegaConf.structured(Config)))
+    return {k: v for k, v in flat.items() if v != "???"}
 
 
 def load_config(run_dir: Path) -> dict[str, Any] | None:
