@@ -23,6 +23,10 @@ from .conftest import compose_cfg, run_train
         ["env=pong", "env.id=ALE/SpaceInvaders-v5", "env.name=spaceinvaders"],
         ["env=cartpole", "schedule=exponential"],
         ["env=cartpole", "logger=csv", "trainer=cpu"],
+        ["env=pong", "model=dueling_cnn", "buffer=prioritized", "algo.double=true"],
+        ["env=cartpole", "model=dueling_mlp", "algo.n_step=5", "eval.video=true"],
+        ["env=pong", "+experiment=rainbow_lite"],
+        ["env=cartpole", "+experiment=rainbow_lite"],
     ],
 )
 def test_shipped_configs_compose_and_validate(overrides):
@@ -37,6 +41,15 @@ def test_env_presets_pick_their_model_and_schedule():
     assert compose_cfg("env=cartpole").schedule.name == "classic"
     # the command line still wins over the preset
     assert compose_cfg("env=cartpole", "schedule=fast").schedule.name == "fast"
+
+
+def test_switch_groups_set_their_keys_under_any_env_preset():
+    cfg = compose_cfg("env=cartpole", "model=dueling_mlp", "buffer=prioritized")
+    assert cfg.model.name == "mlp" and cfg.model.dueling
+    assert cfg.buffer.name == "prioritized" and cfg.buffer.capacity == 50_000  # env's capacity
+    cfg = compose_cfg("env=pong", "+experiment=rainbow_lite")
+    assert cfg.model.name == "nature_cnn" and cfg.model.dueling and cfg.algo.n_step == 3
+    assert cfg.algo.double and cfg.buffer.name == "prioritized"
 
 
 def test_run_name_pattern():
@@ -62,6 +75,15 @@ def test_run_name_pattern():
         (["algo=tabular"], "algo"),
         (["model=nature_cnn"], "model"),
         (["buffer.capacity=100000000", "env=pong"], "buffer.capacity"),
+        (["algo.n_step=0"], "algo.n_step"),
+        (["buffer.name=rank"], "buffer.name"),
+        (["buffer=prioritized", "buffer.alpha=1.5"], "buffer.alpha"),
+        (["buffer=prioritized", "buffer.beta=-0.1"], "buffer.beta"),
+        (["buffer=prioritized", "buffer.eps=0"], "buffer.eps"),
+        (["buffer=prioritized", "buffer.beta_steps=0"], "buffer.beta_steps"),
+        (["model=dueling_mlp", "model.hidden=[]"], "model.hidden"),
+        (["eval.video_every=0"], "eval.video_every"),
+        (["trainer.threads=0"], "trainer.threads"),
     ],
 )
 def test_validate_names_the_bad_key(overrides, key):
