@@ -174,7 +174,12 @@ def label(run: Run, by: list[str]) -> str:
     parts = []
     for key in by:
         value = run.config.get(key)
-        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+        if isinstance(value, float):
+            parts.append(f"{key}={value:.4g}")
+        elif isinstance(value, str):
+            parts.append(f"{key}={value}")
+        else:  # true/false/null/[..] as they are written on the command line
+            parts.append(f"{key}={json.dumps(value)}")
     return " ".join(parts)
 
 
