@@ -361,3 +361,37 @@ def test_extension_switches_are_a_sweep_space(tmp_path):
         assert config["buffer.name"] == (
             "prioritized" if t.params["buffer"] == "prioritized" else "uniform"
         )
+
+
+def test_prioritized_replay_resumes_with_its_priorities(tmp_path):
+    from dqn_harness.checkpointing import load_replay
+
+    run_dir = tmp_path / "run"
+    args = ("logger=none", "progress=false")
+    proc = run_train(
+        "env=cartpole",
+        "buffer=prioritized",
+        "total_steps=2000",
+        "learning_starts=500",
+        "eval.every=1000",
+        "eval.episodes=2",
+        f"hydra.run.dir={run_dir}",
+        *args,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    replay = next((run_dir / "checkpoints").glob("replay-*.npz"))
+    saved = np.load(replay)["priorities"]
+    # learned priorities: not all equal to the initial max priority, none on empty slots
+    assert len(np.unique(saved[saved > 0])) > 100
+    buf = ReplayBuffer(50_000, 1, (4,), np.float32)
+    buf.sampler = PrioritizedSampler(buf.slots, beta_steps=2000)
+    load_replay(buf, replay)
+    assert np.array_equal(buf.sampler.tree.values(), saved)
+    assert buf.sampler.tree.total == pytest.approx(saved.sum())
+    proc = run_train(f"resume={run_dir}", "total_steps=3000", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 3000
+    # a uniform config cannot continue a prioritized checkpoint
+    proc = run_train(f"resume={run_dir}", "buffer=default", "total_steps=4000", cwd=tmp_path)
+    assert proc.returncode == 2 and "buffer.name" in proc.stderr
