@@ -328,7 +328,9 @@ def plot(results: list[ConfigResult], path: Path, title: str, threshold: float |
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    # the legend goes under the axes, where long config labels cannot cover the curves
+    entries = len(results) + (threshold is not None)
+    fig, ax = plt.subplots(figsize=(9, 5 + 0.22 * entries), dpi=120)
     for i, res in enumerate(results):
         color = f"C{i % 10}"
         for run in res.runs:  # each seed, faint, so a lucky or broken seed is visible
@@ -343,7 +345,7 @@ def plot(results: list[ConfigResult], path: Path, title: str, threshold: float |
     ax.set_ylabel("evaluation return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
