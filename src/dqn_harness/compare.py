@@ -353,7 +353,9 @@ def plot(results: list[ConfigResult], path: Path, title: str, threshold: float |
 
 def _legend(res: ConfigResult) -> str:
     n = len(res.runs)
-    return f"{res.name} ({res.row['estimator']} of {n} seed{'s' if n > 1 else ''}, 95% CI)"
+    if n == 1:  # one seed has no spread: claiming a band would mislead
+        return f"{res.name} (1 seed)"
+    return f"{res.name} ({res.row['estimator']} of {n} seeds, 95% CI)"
 
 
 def parse_args(
