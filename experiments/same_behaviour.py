@@ -50,7 +50,11 @@ def run_at(revision: str, out: Path) -> dict[str, Path]:
                 cmd = [sys.executable, str(tree / "train.py"), *args, "progress=false"]
                 cmd += ["logger=none", f"hydra.run.dir={run_dir}"]
                 print(f"[{revision}] {' '.join(args)}", file=sys.stderr)
-                subprocess.run(cmd, check=True, env=env, capture_output=True, cwd=tmp)
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
+                if proc.returncode != 0:
+                    sys.exit(
+                        f"[{revision}] {name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+                    )
                 runs[name] = run_dir
             return runs
         finally:

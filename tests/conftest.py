@@ -124,3 +124,25 @@ def postgres_url():
     finally:
         pg(str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "-w", "stop")
         shutil.rmtree(data, ignore_errors=True)
+
+
+def make_buffer(
+    capacity: int,
+    num_envs: int,
+    obs_shape: tuple[int, ...],
+    dtype,
+    stack: int | None = None,
+    seed: int = 0,
+    prioritized: dict | None = None,
+):
+    """A real ReplayBuffer over real FrameStorage: uniform, or prioritized with these kwargs."""
+    from dqn_harness.replay import FrameStorage, PrioritizedSampler, ReplayBuffer, UniformSampler
+
+    storage = FrameStorage(
+        capacity=capacity, num_envs=num_envs, obs_shape=obs_shape, obs_dtype=dtype, stack=stack
+    )
+    if prioritized is None:
+        sampler = UniformSampler(seed=seed)
+    else:
+        sampler = PrioritizedSampler(size=storage.size, seed=seed, **prioritized)
+    return ReplayBuffer(storage=storage, sampler=sampler)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from dqn_harness.config import ConfigError, validate
+from dqn_harness.config import validate
+from dqn_harness.errors import ConfigError
 
 from .conftest import compose_cfg, run_train
 
@@ -46,10 +47,10 @@ def test_env_presets_pick_their_model_and_schedule():
 def test_switch_groups_set_their_keys_under_any_env_preset():
     cfg = compose_cfg("env=cartpole", "model=dueling_mlp", "buffer=prioritized")
     assert cfg.model.name == "mlp" and cfg.model.dueling
-    assert cfg.buffer.name == "prioritized" and cfg.buffer.capacity == 50_000  # env's capacity
+    assert cfg.buffer.sampler == "prioritized" and cfg.buffer.capacity == 50_000  # env's capacity
     cfg = compose_cfg("env=pong", "+experiment=rainbow_lite")
     assert cfg.model.name == "nature_cnn" and cfg.model.dueling and cfg.algo.n_step == 3
-    assert cfg.algo.double and cfg.buffer.name == "prioritized"
+    assert cfg.algo.double and cfg.buffer.sampler == "prioritized"
 
 
 def test_run_name_pattern():
@@ -76,7 +77,7 @@ def test_run_name_pattern():
         (["model=nature_cnn"], "model"),
         (["buffer.capacity=100000000", "env=pong"], "buffer.capacity"),
         (["algo.n_step=0"], "algo.n_step"),
-        (["buffer.name=rank"], "buffer.name"),
+        (["buffer.sampler=rank"], "buffer.sampler"),
         (["buffer=prioritized", "buffer.alpha=1.5"], "buffer.alpha"),
         (["buffer=prioritized", "buffer.beta=-0.1"], "buffer.beta"),
         (["buffer=prioritized", "buffer.eps=0"], "buffer.eps"),

@@ -12,10 +12,9 @@ from torch import nn
 
 from dqn_harness.agents.dqn import DQN
 from dqn_harness.nets import MLP, DuelingHead, NatureCNN
-from dqn_harness.replay.buffer import ReplayBuffer
-from dqn_harness.replay.prioritized import PrioritizedSampler, SumTree
+from dqn_harness.replay import FrameStorage, PrioritizedSampler, SumTree
 from dqn_harness.tracking import read_metrics
-from tests.conftest import ROOT, run_sweep, run_train
+from tests.conftest import ROOT, make_buffer, run_sweep, run_train
 
 
 class Table(nn.Module):
@@ -97,7 +96,7 @@ def n_step_buffer():
     env 1: states 20 -> 21 -> 22 -> 23 -> 24, rewards 1, 1, 1, 1, truncated on the fourth step
            (24 is the final observation to bootstrap from), then reset to state 30.
     """
-    buf = ReplayBuffer(64, 2, (1,), np.int64)
+    buf = make_buffer(64, 2, (1,), np.int64)
     buf.start(np.array([[0], [20]]))
     steps = [  # (rewards, terminated, truncated, next states, real)
         ([1, 1], [0, 0], [0, 0], [1, 21], [1, 1]),
@@ -137,12 +136,12 @@ def test_n_step_targets_across_a_terminal_and_a_truncation_with_two_envs():
     }
     envs = np.array([e for e, _ in cases])
     slots = np.array([s for _, s in cases])
-    batch = buf.gather(envs, slots, n_step=3)
+    batch = buf.storage.gather(envs, slots, n_step=3)
     assert batch["n_steps"].tolist() == [3, 2, 1, 1, 3, 3, 2, 1]
     target = module.td_target(batch)
     assert target.tolist() == pytest.approx(list(cases.values()))
     # the window never runs into the next episode: env 0's slot 3 holds the final state only
-    assert not buf.has_next[0, 3] and not buf.has_next[1, 5]
+    assert not buf.storage.has_next[0, 3] and not buf.storage.has_next[1, 5]
 
 
 def test_n_step_rewards_are_clipped_before_discounting():
@@ -169,9 +168,10 @@ def test_sum_tree_sampling_frequencies_match_priorities():
     exact = np.searchsorted(np.cumsum(priorities), mass, side="right")
     assert (tree.find(mass) == exact).all()
     # the sampler's stratified draws: frequencies proportional to priority
-    sampler = PrioritizedSampler(len(priorities), alpha=1.0, beta_steps=1, seed=0)
+    sampler = PrioritizedSampler(size=len(priorities), alpha=1.0, beta_steps=1, seed=0)
     sampler.tree = tree
-    draws = np.concatenate([sampler.sample(1000, env_steps=0)[0] for _ in range(200)])
+    storage = FrameStorage(capacity=8, num_envs=1, obs_shape=(1,), obs_dtype=np.int64)
+    draws = np.concatenate([sampler.sample(storage, 1000, env_steps=0)[0] for _ in range(200)])
     counts = np.bincount(draws, minlength=len(priorities))
     expected = len(draws) * priorities / priorities.sum()
     assert counts[priorities == 0].sum() == 0  # empty leaves are never drawn
@@ -195,8 +195,12 @@ def test_sum_tree_update_touches_one_path():
 
 
 def test_prioritized_sampler_weights_and_updates():
-    sampler = PrioritizedSampler(8, alpha=0.5, beta=0.4, beta_steps=1000, eps=0.0, seed=0)
-    sampler.on_write(np.arange(4), np.empty(0, dtype=np.int64))
+    # a storage of one env with 8 slots (capacity 7 + the newest frame) and no frame stacks
+    storage = FrameStorage(capacity=7, num_envs=1, obs_shape=(1,), obs_dtype=np.int64)
+    sampler = PrioritizedSampler(
+        size=storage.size, alpha=0.5, beta=0.4, beta_steps=1000, eps=0.0, seed=0
+    )
+    sampler.on_write(storage, 7, np.arange(4))  # writing slot 7 clears slot 7 only
     assert sampler.tree.get(np.arange(8)).tolist() == [1, 1, 1, 1, 0, 0, 0, 0]  # max priority
     sampler.update(np.arange(4), np.array([1.0, 4.0, 9.0, 16.0]))
     # p = |td|^alpha
@@ -204,13 +208,13 @@ def test_prioritized_sampler_weights_and_updates():
     assert sampler.max_priority == 4.0
     assert sampler.beta(0) == 0.4 and sampler.beta(500) == pytest.approx(0.7)
     assert sampler.beta(1000) == 1.0 and sampler.beta(5000) == 1.0
-    idx, weights = sampler.sample(64, env_steps=500)
+    idx, weights = sampler.sample(storage, 64, env_steps=500)
     p = np.array([1.0, 2.0, 3.0, 4.0])[idx]
     # w = (N P(i))^-beta / max_j w_j = (p_i / p_min)^-beta
     assert weights == pytest.approx((p / 1.0) ** -0.7, rel=1e-5)
     assert weights.max() <= 1.0
     # a cleared slot stays cleared even if a stale batch updates it
-    sampler.on_write(np.empty(0, dtype=np.int64), np.array([2]))
+    sampler.on_write(storage, 2, np.empty(0, dtype=np.int64))
     sampler.update(np.array([2]), np.array([100.0]))
     assert sampler.tree.get(np.array([2]))[0] == 0.0
 
@@ -234,8 +238,10 @@ def test_importance_weights_scale_each_sample_loss():
 def test_prioritized_sampling_only_draws_complete_transitions_of_the_storage():
     """Over the same frame storage, after wrap-around, with stacks: only valid (env, slot)s."""
     stack = 4
-    buf = ReplayBuffer(200, 3, (stack, 2, 2), np.uint8, stack=stack, seed=0)
-    buf.sampler = PrioritizedSampler(buf.num_envs * buf.slots, beta_steps=1000, seed=0)
+    buf = make_buffer(
+        200, 3, (stack, 2, 2), np.uint8, stack=stack, prioritized={"beta_steps": 1000}
+    )
+    store = buf.storage
     rng = np.random.default_rng(1)
     obs = np.zeros((3, stack, 2, 2), dtype=np.uint8)
     buf.start(obs)
@@ -255,15 +261,15 @@ def test_prioritized_sampling_only_draws_complete_transitions_of_the_storage():
         if t % 5 == 0 and len(buf) >= 32:
             batch = buf.sample(32, n_step=3, env_steps=t)
             flat = batch["indices"].numpy()
-            envs, slots = flat // buf.slots, flat % buf.slots
-            assert buf.has_next[envs, slots].all()
-            age = (slots - buf.cursor) % buf.slots  # 0 = oldest slot in the ring
+            envs, slots = flat // store.slots, flat % store.slots
+            assert store.has_next[envs, slots].all()
+            age = (slots - store.cursor) % store.slots  # 0 = oldest slot in the ring
             assert (age >= stack - 1).all()  # stacks never reach into overwritten frames
             buf.update_priorities(flat, rng.random(32) * 5)
     # the tree's live leaves are exactly the uniform sampler's sampleable transitions
-    live = buf.sampler.tree.values().reshape(3, buf.slots) > 0
-    age = (np.arange(buf.slots) - buf.cursor) % buf.slots
-    assert (live == (buf.has_next & (age >= stack - 1)[None, :])).all()
+    live = buf.sampler.tree.values().reshape(3, store.slots) > 0
+    age = (np.arange(store.slots) - store.cursor) % store.slots
+    assert (live == (store.has_next & (age >= stack - 1)[None, :])).all()
 
 
 # --- real trainings ---------------------------------------------------------------------------
@@ -301,7 +307,7 @@ def test_each_extension_trains_and_stays_finite(tmp_path, name):
     config = json.loads((run_dir / "config.json").read_text())
     if name == "rainbow_lite":
         assert config["algo.double"] and config["algo.n_step"] == 3
-        assert config["model.dueling"] and config["buffer.name"] == "prioritized"
+        assert config["model.dueling"] and config["buffer.sampler"] == "prioritized"
 
 
 def test_rainbow_lite_on_atari_frames_with_vector_envs(tmp_path):
@@ -358,13 +364,13 @@ def test_extension_switches_are_a_sweep_space(tmp_path):
         assert config["algo.double"] == t.params["algo.double"]
         assert config["algo.n_step"] == t.params["algo.n_step"]
         assert config["model.dueling"] == (t.params["model"] == "dueling_mlp")
-        assert config["buffer.name"] == (
+        assert config["buffer.sampler"] == (
             "prioritized" if t.params["buffer"] == "prioritized" else "uniform"
         )
 
 
 def test_prioritized_replay_resumes_with_its_priorities(tmp_path):
-    from dqn_harness.checkpointing import load_replay
+    from dqn_harness.training.checkpoint import load_replay
 
     run_dir = tmp_path / "run"
     args = ("logger=none", "progress=false")
@@ -381,12 +387,11 @@ def test_prioritized_replay_resumes_with_its_priorities(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     replay = next((run_dir / "checkpoints").glob("replay-*.npz"))
-    saved = np.load(replay)["priorities"]
+    saved = np.load(replay)["sampler.priorities"]
     # learned priorities: not all equal to the initial max priority, none on empty slots
     assert len(np.unique(saved[saved > 0])) > 100
-    buf = ReplayBuffer(50_000, 1, (4,), np.float32)
-    buf.sampler = PrioritizedSampler(buf.slots, beta_steps=2000)
-    load_replay(buf, replay)
+    buf = make_buffer(50_000, 1, (4,), np.float32, prioritized={"beta_steps": 2000})
+    load_replay(replay, buf.load_state_dict)
     assert np.array_equal(buf.sampler.tree.values(), saved)
     assert buf.sampler.tree.total == pytest.approx(saved.sum())
     proc = run_train(f"resume={run_dir}", "total_steps=3000", *args, cwd=tmp_path)
@@ -394,4 +399,4 @@ def test_prioritized_replay_resumes_with_its_priorities(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 3000
     # a uniform config cannot continue a prioritized checkpoint
     proc = run_train(f"resume={run_dir}", "buffer=default", "total_steps=4000", cwd=tmp_path)
-    assert proc.returncode == 2 and "buffer.name" in proc.stderr
+    assert proc.returncode == 2 and "buffer.sampler" in proc.stderr

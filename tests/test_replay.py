@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 from dqn_harness.collector import Collector
 from dqn_harness.config import EnvConfig
 from dqn_harness.envs import make_vec_env
-from dqn_harness.replay import ReplayBuffer, ReplayDataset
+from dqn_harness.replay.storage import nbytes_for
+from dqn_harness.training.stream import ReplayStream
+from tests.conftest import make_buffer
 
 FRAME_BYTES = 84 * 84
 
@@ -60,8 +62,10 @@ def random_policy(obs):
 @pytest.mark.parametrize("num_envs", [1, 3])
 def test_samples_match_the_env_transitions_across_wraparound(num_envs):
     env = counter_vec_env(num_envs)
-    buffer = ReplayBuffer(40, num_envs, (4, 1, 3), np.uint8, stack=4, seed=0)
-    collector = Collector(env, random_policy, lambda _: 1.0, buffer, seed=0)
+    buffer = make_buffer(40, num_envs, (4, 1, 3), np.uint8, stack=4, seed=0)
+    collector = Collector(
+        env=env, policy=random_policy, epsilon=lambda _: 1.0, buffer=buffer, seed=0
+    )
     recorded = {}
     for _ in range(150):  # ~150 steps per env through a ring of ~18 slots per env: many wraps
         t = collector.step()
@@ -75,7 +79,7 @@ def test_samples_match_the_env_transitions_across_wraparound(num_envs):
                 t.truncated[e],
                 t.next_obs[e],
             )
-    assert buffer.written == buffer.slots, "the ring must have wrapped"
+    assert buffer.storage.written == buffer.storage.slots, "the ring must have wrapped"
     batch = buffer.sample(3000)
     assert batch["obs"].dtype == torch.uint8 and batch["obs"].shape == (3000, 4, 1, 3)
     seen_terminal = seen_truncated = seen_padding = False
@@ -103,8 +107,10 @@ def test_samples_match_the_env_transitions_across_wraparound(num_envs):
 @pytest.mark.parametrize("num_envs", [1, 3])
 def test_n_step_windows_stop_at_episode_ends_and_the_newest_step(num_envs):
     env = counter_vec_env(num_envs)
-    buffer = ReplayBuffer(40, num_envs, (4, 1, 3), np.uint8, stack=4, seed=2)
-    collector = Collector(env, random_policy, lambda _: 1.0, buffer, seed=0)
+    buffer = make_buffer(40, num_envs, (4, 1, 3), np.uint8, stack=4, seed=2)
+    collector = Collector(
+        env=env, policy=random_policy, epsilon=lambda _: 1.0, buffer=buffer, seed=0
+    )
     streams: list[list] = [[] for _ in range(num_envs)]  # each env's transitions, in order
     where = {}
     for _ in range(130):
@@ -112,7 +118,7 @@ def test_n_step_windows_stop_at_episode_ends_and_the_newest_step(num_envs):
         for e in np.flatnonzero(t.real):
             where[t.obs[e][-1].tobytes()] = (e, len(streams[e]))
             streams[e].append((t.rewards[e], t.terminated[e], t.truncated[e], t.next_obs[e]))
-    assert buffer.written == buffer.slots, "the ring must have wrapped"
+    assert buffer.storage.written == buffer.storage.slots, "the ring must have wrapped"
     n = 3
     batch = buffer.sample(2000, n_step=n)
     assert batch["rewards"].shape == (2000, n)
@@ -141,16 +147,19 @@ def test_n_step_windows_stop_at_episode_ends_and_the_newest_step(num_envs):
             ends["newest"] += 1
     assert all(count > 0 for count in ends.values()), ends
     # n_step=1 through the same path gives the one-step batch
-    envs, slots = buffer.sample_indices(64)
-    one, n1 = buffer.gather(envs, slots), buffer.gather(envs, slots, n_step=1)
+    flat, _ = buffer.sampler.sample(buffer.storage, 64, 0)
+    envs, slots = flat // buffer.storage.slots, flat % buffer.storage.slots
+    one, n1 = buffer.storage.gather(envs, slots), buffer.storage.gather(envs, slots, n_step=1)
     for key in one:
         assert torch.equal(one[key], n1[key])
 
 
 def test_only_recent_transitions_survive():
     env = counter_vec_env(1)
-    buffer = ReplayBuffer(30, 1, (4, 1, 3), np.uint8, stack=4, seed=1)
-    collector = Collector(env, random_policy, lambda _: 1.0, buffer, seed=0)
+    buffer = make_buffer(30, 1, (4, 1, 3), np.uint8, stack=4, seed=1)
+    collector = Collector(
+        env=env, policy=random_policy, epsilon=lambda _: 1.0, buffer=buffer, seed=0
+    )
     history = []
     for _ in range(200):
         t = collector.step()
@@ -169,20 +178,25 @@ def test_compact_stacks_equal_real_pong_stacks(backend):
         EnvConfig(name="pong", id="ALE/Pong-v5", backend=backend, max_episode_steps=120)
     )
     env = make_vec_env(cfg, 2)
-    buffer = ReplayBuffer(500, 2, (4, 84, 84), np.uint8, stack=4, seed=0)
+    buffer = make_buffer(500, 2, (4, 84, 84), np.uint8, stack=4, seed=0)
     rng = np.random.default_rng(0)
     collector = Collector(
-        env, lambda o: rng.integers(6, size=len(o)), lambda _: 1.0, buffer, seed=0
+        env=env,
+        policy=lambda o: rng.integers(6, size=len(o)),
+        epsilon=lambda _: 1.0,
+        buffer=buffer,
+        seed=0,
     )
     steps = []
     for _ in range(700):
         steps.append(collector.step())
     assert sum(t.truncated.sum() for t in steps) >= 4, "episodes must end inside the test"
     checked = 0
-    for t_index, t in enumerate(steps[-buffer.slots + 4 :], start=len(steps) - buffer.slots + 4):
-        slot = t_index % buffer.slots
+    slots = buffer.storage.slots
+    for t_index, t in enumerate(steps[-slots + 4 :], start=len(steps) - slots + 4):
+        slot = t_index % slots
         for e in np.flatnonzero(t.real):
-            got = buffer.gather(np.array([e]), np.array([slot]))
+            got = buffer.storage.gather(np.array([e]), np.array([slot]))
             np.testing.assert_array_equal(got["obs"][0].numpy(), t.obs[e])
             np.testing.assert_array_equal(got["next_obs"][0].numpy(), t.next_obs[e])
             assert got["actions"][0] == t.actions[e]
@@ -192,26 +206,40 @@ def test_compact_stacks_equal_real_pong_stacks(backend):
     env.close()
 
 
-def test_atari_million_buffer_is_one_frame_per_transition():
-    buffer = ReplayBuffer(1_000_000, 1, (4, 84, 84), np.uint8, stack=4)
-    per_transition = buffer.nbytes / 1_000_000
-    assert per_transition <= 7_500, per_transition
-    assert per_transition >= FRAME_BYTES
+def test_atari_buffer_stores_one_frame_per_transition():
+    """Measured on a real 20k buffer (~140 MB, fits any CI machine), then scaled to 1M by the
+    same arithmetic the memory check uses, without allocating 6.6 GiB."""
+    buffer = make_buffer(20_000, 2, (4, 84, 84), np.uint8, stack=4)
+    storage = buffer.storage
+    assert storage.frames.shape == (2, storage.slots, 84, 84)  # one frame per slot, not a stack
+    assert storage.slots * 2 - 20_000 <= 2 * (1 + 3)  # capacity + newest + stack history per env
+    per_transition = buffer.nbytes / 20_000
+    assert FRAME_BYTES < per_transition <= FRAME_BYTES + 16 + 0.01 * FRAME_BYTES, per_transition
+    million = nbytes_for(1_000_004, (84, 84), np.dtype(np.uint8))
+    assert buffer.nbytes == nbytes_for(2 * storage.slots, (84, 84), np.dtype(np.uint8))
+    assert 7.0e9 < million < 7.1e9  # the README's 1M-transition figure: ~7.07 KB each, 6.6 GiB
 
 
 def test_buffer_refuses_what_the_machine_cannot_hold():
-    from dqn_harness.config import ConfigError
+    from dqn_harness.errors import ConfigError
 
     with pytest.raises(ConfigError, match="buffer.capacity"):
-        ReplayBuffer(100_000_000, 1, (4, 84, 84), np.uint8, stack=4)
+        make_buffer(100_000_000, 1, (4, 84, 84), np.uint8, stack=4)
 
 
 def test_dataset_streams_nothing_before_learning_starts():
     env = make_vec_env(OmegaConf.structured(EnvConfig(name="cp", id="CartPole-v1")), 2)
-    buffer = ReplayBuffer(1000, 2, (4,), np.float32, stack=None, seed=0)
-    collector = Collector(env, random_policy, lambda _: 1.0, buffer, seed=0)
-    dataset = ReplayDataset(
-        buffer, collector, batch_size=32, learning_starts=300, train_freq=4, total_steps=600
+    buffer = make_buffer(1000, 2, (4,), np.float32, stack=None, seed=0)
+    collector = Collector(
+        env=env, policy=random_policy, epsilon=lambda _: 1.0, buffer=buffer, seed=0
+    )
+    dataset = ReplayStream(
+        buffer=buffer,
+        collector=collector,
+        batch_size=32,
+        learning_starts=300,
+        train_freq=4,
+        total_steps=600,
     )
     batches, steps_at = [], []
     for batch in dataset:

@@ -15,7 +15,8 @@ import optuna
 import pytest
 import yaml
 
-from dqn_harness.sweeping import sweep_main, trials_used
+from dqn_harness.sweeping.main import sweep_main
+from dqn_harness.sweeping.workers import trials_used
 from tests.conftest import ROOT, run_sweep, run_train
 
 FAST_FROZENLAKE = ["logger=none", "total_steps=40000", "objective.seeds=[0]"]

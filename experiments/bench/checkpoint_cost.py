@@ -3,7 +3,7 @@
     .venv/bin/python experiments/bench/checkpoint_cost.py [--capacity 100000] [--repeats 3]
 
 Fills the compact buffer through its own API, builds the Nature-CNN networks and Adam state as
-a run holds them, then times ``checkpointing.write_state`` (replay file + state.pt, each
+a run holds them, then times ``training.checkpoint.write_state`` (replay file + state.pt, each
 written to a temporary name, fsync'ed and renamed) against a plain ``torch.save`` of the same
 networks alone, in the same process and directory.
 """
@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "experiments" / "bench"))
 
 from replay_throughput import fill  # noqa: E402
 
-from dqn_harness.checkpointing import write_state  # noqa: E402
 from dqn_harness.nets import NatureCNN  # noqa: E402
+from dqn_harness.training.checkpoint import write_state  # noqa: E402
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
         for i in range(a.repeats):
             state["env_steps"] = a.capacity + i
             t = time.perf_counter()
-            write_state(state, d, buffer)
+            write_state(state, d, buffer.state_dict())
             full.append(time.perf_counter() - t)
             t = time.perf_counter()
             torch.save({k: state[k] for k in ("q_net", "target_net", "optimizer")}, d / "n.pt")

@@ -37,7 +37,13 @@ EPISODE = 800
 
 
 def fill(capacity: int, num_envs: int = 1) -> tuple[ReplayBuffer, float]:
-    buffer = ReplayBuffer(capacity, num_envs, (STACK, *FRAME), np.uint8, stack=STACK, seed=0)
+    buffer = ReplayBuffer.uniform(
+        capacity=capacity,
+        num_envs=num_envs,
+        obs_shape=(STACK, *FRAME),
+        obs_dtype=np.uint8,
+        stack=STACK,
+    )
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 256, size=(64, num_envs, STACK, *FRAME), dtype=np.uint8)
     real = np.ones(num_envs, dtype=bool)
@@ -47,7 +53,7 @@ def fill(capacity: int, num_envs: int = 1) -> tuple[ReplayBuffer, float]:
     # One write per step until the ring is full (each episode end leaves its final frame's slot
     # without a transition, so a full ring holds slightly fewer than ``capacity`` transitions).
     t = 0
-    while buffer.written < buffer.slots:
+    while buffer.storage.written < buffer.storage.slots:
         t += 1
         end = np.full(num_envs, t % EPISODE == 0)
         rewards = np.full(num_envs, float(t % 3 == 0), dtype=np.float32)

@@ -8,9 +8,9 @@ agent steps, Adam 1e-4 with eps 1e-8, MSE loss, no gradient clipping, target syn
 agent steps, γ 0.99, sign-clipped rewards in the target) on the same env backend, the same Nature
 CNN and the same number of agent steps and updates.
 
-- harness: ``dqn_harness.run.run`` on a config composed exactly as ``python train.py`` composes
-  it (Lightning trainer, replay dataset, compact frame replay, collector, W&B offline logging,
-  progress bookkeeping, summary and checkpoints).
+- harness: ``dqn_harness.training.run.run`` on a config composed exactly as ``python train.py``
+  composes it (Lightning trainer, replay stream, compact frame replay, collector, W&B offline
+  logging, progress bookkeeping, summary and checkpoints).
 - bare: one plain loop, the way a single-file DQN is written: ε-greedy from the same network,
   ``env.step``, stacked ``obs``/``next_obs`` copied into preallocated uint8 tensors, a uniform
   batch indexed out of them, ``loss.backward()``, ``optimizer.step()``, a hard target copy. It is
@@ -45,12 +45,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dqn_harness.cli import compose_config  # noqa: E402
+from dqn_harness.config import compose_config  # noqa: E402
 from dqn_harness.envs import make_vec_env  # noqa: E402
 from dqn_harness.nets import NatureCNN  # noqa: E402
 from dqn_harness.perf import tune_allocator  # noqa: E402
-from dqn_harness.run import run  # noqa: E402
 from dqn_harness.tracking import read_metrics  # noqa: E402
+from dqn_harness.training.run import run  # noqa: E402
 
 LOG_EVERY = 500
 
@@ -170,11 +170,12 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader, IterableDataset
 
-    from dqn_harness.agents.dqn import DQN, quiet_lightning
+    from dqn_harness.agents.dqn import DQN
     from dqn_harness.collector import Collector
     from dqn_harness.nets import MLP
     from dqn_harness.replay import ReplayBuffer
     from dqn_harness.tracking import Tracker
+    from dqn_harness.training.dqn import quiet_lightning
 
     quiet_lightning()
     small = {
@@ -198,9 +199,7 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
 
     def module() -> DQN:
         net = MLP(gym.spaces.Box(-1, 1, (4,)), 2, [8])
-        m = DQN(net, gamma=0.99, lr=1e-4, loss="mse", fused=True)
-        m.collector = argparse.Namespace(env_steps=0)  # type: ignore[assignment]
-        return m
+        return DQN(net, gamma=0.99, lr=1e-4, loss="mse", fused=True)
 
     def lightning_ms() -> float:
         m, stream = module(), Stream()
@@ -220,9 +219,9 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
         m = module()
         opt = m.configure_optimizers()
         t = []
-        for i in range(n_updates):
+        for _ in range(n_updates):
             t.append(time.perf_counter())
-            loss = m.training_step(small, i)
+            loss, _, _ = m.td_loss(small)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -231,11 +230,19 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
 
     cfg = compose_config(ROOT / "conf", overrides(a, out) + ["logger=none"])
     env = make_vec_env(cfg.env, a.num_envs)
-    buffer = ReplayBuffer(20_000, a.num_envs, (4, 84, 84), np.uint8, stack=4)
+    buffer = ReplayBuffer.uniform(
+        capacity=20_000, num_envs=a.num_envs, obs_shape=(4, 84, 84), obs_dtype=np.uint8, stack=4
+    )
     (out / "acct").mkdir(exist_ok=True)
     tracker = Tracker(cfg, out / "acct", progress=False)
     zeros = np.zeros(a.num_envs, dtype=np.int64)
-    collector = Collector(env, lambda o: zeros, lambda s: 0.0, buffer, on_step=tracker.on_step)
+    collector = Collector(
+        env=env,
+        policy=lambda o: zeros,
+        epsilon=lambda s: 0.0,
+        buffer=buffer,
+        on_step=tracker.on_step,
+    )
     store = np.zeros((20_000, a.num_envs, 4, 84, 84), dtype=np.uint8)
     n_steps = 2000
 

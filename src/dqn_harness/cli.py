@@ -7,40 +7,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from dqn_harness.config import Config, ConfigError, register_configs
+from dqn_harness.config import compose_config, register_configs
+from dqn_harness.errors import ConfigError
 
 register_configs()
-
-
-def compose_config(conf_dir: Path, overrides: list[str]) -> DictConfig:
-    """Compose ``conf/config.yaml`` with overrides; a bad override raises one-line ConfigError.
-
-    Hydra's own messages are correct but run to several lines and suggest ``+key=`` appends that
-    our schema would reject anyway. Sweeps compose every trial through here too.
-    """
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            return compose(config_name="config", overrides=overrides)
-    except MissingConfigException as exc:
-        first = str(exc).splitlines()[0].replace("In 'config': ", "")
-        options = ", ".join(exc.options or [])
-        key = first.split("'")[1].split("/")[0] if first.count("'") >= 2 else "config"
-        raise ConfigError(key, f"{first}; available: {options}" if options else first) from None
-    except ConfigCompositionException as exc:
-        cause = exc.__cause__
-        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-            key = str(cause.full_key)
-            raise ConfigError(key, f"unknown config key{_known_keys(key)}") from None
-        if isinstance(cause, ValidationError):
-            key = str(cause.full_key)
-            raise ConfigError(key, str(cause.msg).splitlines()[0]) from None
-        raise ConfigError("overrides", str(exc).splitlines()[0]) from None
 
 
 def preflight(conf_dir: Path, argv: list[str]) -> list[str]:
@@ -56,7 +29,7 @@ def preflight(conf_dir: Path, argv: list[str]) -> list[str]:
         argv, state = resume_argv(argv)
         cfg = compose_config(conf_dir, argv)
         if state is not None:
-            from dqn_harness.checkpointing import check_compatible
+            from dqn_harness.training.checkpoint import check_compatible
 
             check_compatible(OmegaConf.to_container(cfg, resolve=True), state["config"])  # type: ignore[arg-type]
         run_dir = next(
@@ -83,7 +56,7 @@ def resume_argv(argv: list[str]) -> tuple[list[str], dict | None]:
     given = [a for a in argv if a.startswith("resume=")]
     if not given or given[-1] in ("resume=", "resume=null"):
         return argv, None
-    from dqn_harness.checkpointing import load_state
+    from dqn_harness.training.checkpoint import load_state
 
     run_dir = Path(given[-1].split("=", 1)[1]).absolute()
     state = load_state(run_dir)  # missing dir or checkpoint, corrupt file: ConfigError
@@ -120,15 +93,6 @@ def check_writable(key: str, path: Path) -> None:
         raise ConfigError(key, f"cannot write to {path} ({exc.strerror or exc})") from None
 
 
-def _known_keys(full_key: str) -> str:
-    node = OmegaConf.structured(Config)
-    for part in full_key.split(".")[:-1]:
-        node = node.get(part) if isinstance(node, DictConfig) else None
-    if not isinstance(node, DictConfig):
-        return ""
-    return f" (known keys here: {', '.join(str(k) for k in node)})"
-
-
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -148,7 +112,7 @@ def train_main(cfg: DictConfig) -> None:
 
     try:
         validate(cfg)  # run() validates too; this call rejects bad input before torch is imported
-        from dqn_harness.run import run
+        from dqn_harness.training.run import run
 
         summary = run(cfg, run_dir)
     except ConfigError as exc:

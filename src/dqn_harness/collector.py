@@ -1,8 +1,9 @@
 """The one place the environment is stepped during training.
 
-ε-greedy over a greedy ``policy``, gymnasium-1.x NEXT_STEP autoreset handled (the step after an
-episode ends returns the reset observation with reward 0 and is *not* a transition, so it is never
-stored or counted as an agent step), episode returns accumulated from the unclipped rewards.
+ε-greedy (policy.py) over a greedy policy; gymnasium-1.x NEXT_STEP autoreset handled by the
+shared episode bookkeeping (envs/episodes.py): the step after an episode ends returns the reset
+observation with reward 0 and is *not* a transition, so it is never stored or counted as an
+agent step; episode returns are accumulated from the unclipped rewards.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import VectorEnv
 
+from dqn_harness.envs.episodes import Episodes
+from dqn_harness.policy import Policy, epsilon_greedy
 from dqn_harness.replay.buffer import ReplayBuffer
-
-Policy = Callable[[np.ndarray], np.ndarray]  # batch of observations -> greedy actions
 
 
 @dataclass
@@ -33,8 +34,21 @@ class Transition:
 
 
 class Collector:
+    """Steps ``env`` with ε-greedy actions and writes every real transition to ``buffer``.
+
+    Args:
+        env: the training vector env (``num_envs`` agent steps per vector step at most).
+        policy: batch of observations -> greedy actions (the online Q-network, the Q-table).
+        epsilon: agent step -> exploration probability.
+        buffer: where transitions go (``None`` for algorithms that learn online, like tabular).
+        seed: seeds the env's first reset and the collector's exploration stream.
+        on_episode: called with (agent step, return, length) as each episode ends.
+        on_step: called with (agent step, ε) after every vector step (progress bar, logs).
+    """
+
     def __init__(
         self,
+        *,
         env: VectorEnv,
         policy: Policy,
         epsilon: Callable[[int], float],
@@ -49,7 +63,6 @@ class Collector:
         self.buffer = buffer
         self.on_episode = on_episode
         self.on_step = on_step
-        self.num_envs = env.num_envs
         self.n_actions = int(env.single_action_space.n)  # type: ignore[attr-defined]
         self.rng = np.random.default_rng(seed)
         self.env_steps = 0
@@ -57,50 +70,34 @@ class Collector:
         self.obs, _ = env.reset(seed=seed)
         if buffer is not None:
             buffer.start(self.obs)
-        self._autoreset = np.zeros(self.num_envs, dtype=bool)
-        self._returns = np.zeros(self.num_envs, dtype=np.float64)
-        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._episodes = Episodes(env.num_envs)
 
-    def state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
+        """Counters and RNG; the env itself is not saved (a resumed run starts new episodes)."""
         return {
             "env_steps": self.env_steps,
             "episodes": self.episodes,
             "rng": self.rng.bit_generator.state,
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Counters and RNG; the env itself starts new episodes (its state is not saved)."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.env_steps, self.episodes = state["env_steps"], state["episodes"]
         self.rng.bit_generator.state = state["rng"]
-
-    def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
-        """ε-greedy; the network is skipped when every env explores (all of warm-up at ε=1)."""
-        explore = self.rng.random(self.num_envs) < epsilon
-        actions = self.rng.integers(self.n_actions, size=self.num_envs)
-        if not explore.all():
-            actions = np.where(explore, actions, self.policy(obs))
-        return actions
 
     def step(self) -> Transition:
         epsilon = self.epsilon(self.env_steps)
         obs = self.obs
-        actions = self.act(obs, epsilon)
+        actions = epsilon_greedy(self.policy, obs, epsilon, self.n_actions, self.rng)
         next_obs, rewards, terminated, truncated, _ = self.env.step(actions)
         rewards = np.asarray(rewards, dtype=np.float32)
-        real = ~self._autoreset
+        real, ended = self._episodes.step(rewards, terminated, truncated)
         if self.buffer is not None:
             self.buffer.add(actions, rewards, terminated, truncated, next_obs, real)
-        self._returns += np.where(real, rewards, 0.0)
-        self._lengths += real
-        done = (terminated | truncated) & real
         self.env_steps += int(real.sum())
-        for e in np.flatnonzero(done):
+        for _env, episode_return, length in ended:
             self.episodes += 1
             if self.on_episode is not None:
-                self.on_episode(self.env_steps, float(self._returns[e]), int(self._lengths[e]))
-            self._returns[e] = 0.0
-            self._lengths[e] = 0
-        self._autoreset = done
+                self.on_episode(self.env_steps, episode_return, length)
         self.obs = next_obs
         if self.on_step is not None:
             self.on_step(self.env_steps, epsilon)

@@ -1,28 +1,27 @@
-"""Config schemas and validation.
+"""Config schemas, composition and validation.
 
 The dataclasses are registered in Hydra's ConfigStore as the base of ``conf/config.yaml``, so an
 unknown key or a value of the wrong type is rejected by Hydra while composing, before anything
 runs. Range checks that types cannot express live in :func:`validate`, which raises
-:class:`ConfigError` with the offending key so the CLI can print one line and exit non-zero.
+:class:`ConfigError` with the offending key so the CLI can print one line and exit 2.
+:func:`compose_config` is the one way a library caller (a sweep trial, a test) builds a config.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium.spaces import Discrete
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-
-class ConfigError(ValueError):
-    """A config value is out of range or inconsistent; ``key`` names it for the message."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
+from dqn_harness.errors import ConfigError
 
 
 @dataclass
@@ -87,7 +86,7 @@ class ScheduleConfig:
 @dataclass
 class BufferConfig:
     capacity: int = 100_000  # transitions kept (frames are stored once each)
-    name: str = "uniform"  # uniform | prioritized (sum-tree sampler over the same storage)
+    sampler: str = "uniform"  # uniform | prioritized (sum-tree sampler over the same storage)
     alpha: float = 0.6  # prioritized: how strongly priorities skew sampling (0 = uniform)
     beta: float = 0.4  # prioritized: importance-sampling exponent at the start, annealed to 1
     beta_steps: int | None = None  # prioritized: agent steps to reach beta 1 (None = total_steps)
@@ -160,12 +159,47 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
 
 
+def compose_config(conf_dir: Path, overrides: list[str]) -> DictConfig:
+    """Compose ``conf/config.yaml`` with overrides; a bad override raises one-line ConfigError.
+
+    Hydra's own messages are correct but run to several lines and suggest ``+key=`` appends that
+    our schema would reject anyway. ``train.py``'s preflight and every sweep trial compose here.
+    """
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            return compose(config_name="config", overrides=overrides)
+    except MissingConfigException as exc:
+        first = str(exc).splitlines()[0].replace("In 'config': ", "")
+        options = ", ".join(exc.options or [])
+        key = first.split("'")[1].split("/")[0] if first.count("'") >= 2 else "config"
+        raise ConfigError(key, f"{first}; available: {options}" if options else first) from None
+    except ConfigCompositionException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+            key = str(cause.full_key)
+            raise ConfigError(key, f"unknown config key{_known_keys(key)}") from None
+        if isinstance(cause, ValidationError):
+            key = str(cause.full_key)
+            raise ConfigError(key, str(cause.msg).splitlines()[0]) from None
+        raise ConfigError("overrides", str(exc).splitlines()[0]) from None
+
+
+def _known_keys(full_key: str) -> str:
+    node = OmegaConf.structured(Config)
+    for part in full_key.split(".")[:-1]:
+        node = node.get(part) if isinstance(node, DictConfig) else None
+    if not isinstance(node, DictConfig):
+        return ""
+    return f" (known keys here: {', '.join(str(k) for k in node)})"
+
+
 ALGOS = ("dqn", "tabular")
 MODELS = ("nature_cnn", "mlp")
 BACKENDS = ("gymnasium", "ale_vector")
 FRAMES = ("full", "seed_crop")
 LOSSES = ("huber", "mse")
-SAMPLERS = ("uniform", "prioritized")
+REPLAY_SAMPLERS = ("uniform", "prioritized")
 EPS_KINDS = ("linear", "exponential")
 EXPLORES = ("epsilon", "random")
 LOGGERS = ("wandb", "tensorboard", "csv", "none")
@@ -198,7 +232,7 @@ def validate(cfg: DictConfig) -> None:
     _choice("env.backend", cfg.env.backend, BACKENDS)
     _choice("env.frame", cfg.env.frame, FRAMES)
     _choice("algo.loss", cfg.algo.loss, LOSSES)
-    _choice("buffer.name", cfg.buffer.name, SAMPLERS)
+    _choice("buffer.sampler", cfg.buffer.sampler, REPLAY_SAMPLERS)
     _choice("algo.explore", cfg.algo.explore, EXPLORES)
     _choice("schedule.epsilon.kind", cfg.schedule.epsilon.kind, EPS_KINDS)
     _choice("logger.name", cfg.logger.name, LOGGERS)
@@ -280,12 +314,12 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _check_replay_memory(cfg: DictConfig, space: Any) -> None:
-    from dqn_harness.replay.buffer import ReplayBuffer, check_fits
+    from dqn_harness.replay.storage import check_fits, nbytes_for
 
     frame_shape = space.shape[1:] if len(space.shape) == 3 else space.shape
     check_fits(
         cfg.buffer.capacity,
-        ReplayBuffer.nbytes_for(cfg.buffer.capacity, frame_shape, np.dtype(space.dtype)),
+        nbytes_for(cfg.buffer.capacity, frame_shape, np.dtype(space.dtype)),
     )
 
 

@@ -13,19 +13,21 @@ class EpsilonSchedule:
     is within 1% of the gap to ``end`` (a long tail of exploration instead of a hard corner).
     """
 
-    def __init__(self, kind: str, start: float, end: float, steps: int) -> None:
+    def __init__(self, *, kind: str, start: float, end: float, steps: int) -> None:
         self.kind, self.start, self.end, self.steps = kind, start, end, steps
         self._tau = steps / math.log(100.0)
 
     @classmethod
     def from_config(cls, cfg: Any) -> EpsilonSchedule:
-        return cls(cfg.kind, cfg.start, cfg.end, cfg.steps)
+        return cls(kind=cfg.kind, start=cfg.start, end=cfg.end, steps=cfg.steps)
 
     def __call__(self, env_steps: int) -> float:
         if self.kind == "linear":
             frac = min(env_steps / self.steps, 1.0)
             return self.start + frac * (self.end - self.start)
         return self.end + (self.start - self.end) * math.exp(-env_steps / self._tau)
+
+    # No state_dict: ε is a pure function of the agent step, which the collector saves.
 
 
 class Cadence:
@@ -37,14 +39,20 @@ class Cadence:
 
     def __init__(self, every: int) -> None:
         self.every = every
-        self.period = 0  # index of the last period acted on
+        self.last_period = 0  # index (env_steps // every) of the last period acted on
 
     def due(self, env_steps: int) -> bool:
         period = env_steps // self.every
-        if period > self.period:
-            self.period = period
+        if period > self.last_period:
+            self.last_period = period
             return True
         return False
+
+    def state_dict(self) -> dict[str, int]:
+        return {"last_period": self.last_period}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.last_period = int(state["last_period"])
 
 
 class TargetSync(Cadence):

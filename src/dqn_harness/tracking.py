@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from tqdm import tqdm
 
-from dqn_harness.evaluation import save_atomic
+from dqn_harness.files import write_text_atomic
 from dqn_harness.schedules import Cadence
 
 STEP_METRIC = "env_steps"
@@ -169,11 +169,7 @@ class Tracker:
         self.run_dir = run_dir
         wandb_id = resume.get("wandb_id") if resume else None
         flat = run_config(cfg, extra_config)
-        save_atomic(
-            json.dumps(flat, indent=1).encode(),
-            run_dir / CONFIG_FILE,
-            lambda obj, f: f.write(obj),
-        )
+        write_text_atomic(run_dir / CONFIG_FILE, json.dumps(flat, indent=1))
         self.loggers = make_loggers(cfg, run_dir, flat, wandb_id)
         self.wandb_id: str | None = None
         # A resumed run continues its records (trimmed to the checkpoint); a new run in a reused
@@ -221,7 +217,7 @@ class Tracker:
         )
 
         if resume:
-            self.restore(resume["tracker"])
+            self.load_state_dict(resume["tracker"])
 
     def log(self, metrics: dict[str, float], env_steps: int) -> None:
         self.metrics_file.write(json.dumps({STEP_METRIC: env_steps, **metrics}) + "\n")
@@ -230,6 +226,11 @@ class Tracker:
                 lg.experiment.log({**metrics, STEP_METRIC: env_steps})
             else:
                 lg.log_metrics(metrics, step=env_steps)
+
+    def flush(self) -> None:
+        """Put every record so far on disk: called before each checkpoint, so a killed run's
+        metrics.jsonl holds every step up to the checkpoint it resumes from (no gap)."""
+        self.metrics_file.flush()
 
     def log_video(self, path: Path, env_steps: int, episode_return: float) -> None:
         """W&B shows the GIF under ``eval/video`` at this step; other loggers keep the file only."""
@@ -276,20 +277,20 @@ class Tracker:
             )
             self.bar.refresh()
 
-    def state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {
             "episodes": self.episodes,
             "env_steps": self.env_steps,
             "recent_returns": list(self.recent_returns),
-            "log_period": self.log_cadence.period,
+            "log_cadence": self.log_cadence.state_dict(),
             "wall_s": self.wall_s,
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.episodes = state["episodes"]
         self.env_steps = state["env_steps"]
         self.recent_returns.extend(state["recent_returns"])
-        self.log_cadence.period = state["log_period"]
+        self.log_cadence.load_state_dict(state["log_cadence"])
         self.prior_wall_s = state["wall_s"]
         self._rate_mark = (self.start, self.env_steps)
         self.bar.n = min(self.env_steps, self.bar.total)
@@ -307,8 +308,7 @@ class Tracker:
             "episodes": self.episodes,
             **fields,
         }
-        text = json.dumps(summary, indent=2)
-        save_atomic(text.encode(), self.run_dir / "summary.json", lambda obj, f: f.write(obj))
+        write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
 
     def close(self, summary: dict[str, Any], status: str) -> None:

@@ -1,7 +1,8 @@
 """Environment construction: every backend is a gymnasium vector env (NEXT_STEP autoreset).
 
 The collector and the evaluator only ever see ``VectorEnv``s, so one code path serves CartPole,
-FrozenLake and Atari on either backend.
+FrozenLake and Atari on either backend. :func:`make_env` is the one place a single env is made
+from ``env.*`` (training, evaluation and filmed episodes all get the same preprocessing).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 
-from dqn_harness.config import ConfigError
-from dqn_harness.envs.atari import ale_game, make_atari_vector
+from dqn_harness.envs.atari import ale_game, make_atari_env, make_atari_vector
+from dqn_harness.errors import ConfigError
 
 gym.register_envs(ale_py)
 
@@ -38,14 +39,21 @@ def check_env_id(cfg: Any) -> None:
         raise ConfigError("env.frame", f"frame modes apply to Atari games only, not '{cfg.id}'")
 
 
+def make_env(cfg: Any, render_mode: str | None = None) -> gym.Env:
+    """One env from ``env.*``: Atari games get the preprocessing, others ``gym.make`` as is."""
+    if is_atari(cfg.id):
+        return make_atari_env(cfg, render_mode=render_mode)
+    kwargs = dict(cfg.kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    return gym.make(cfg.id, render_mode=render_mode, **kwargs)
+
+
 def make_vec_env(cfg: Any, num_envs: int) -> VectorEnv:
     """Build ``num_envs`` copies of the configured env; seed it with ``reset(seed=...)``."""
     if is_atari(cfg.id):
         return make_atari_vector(cfg, num_envs)
-    kwargs = dict(cfg.kwargs)
-    if cfg.max_episode_steps is not None:
-        kwargs["max_episode_steps"] = cfg.max_episode_steps
-    return SyncVectorEnv([lambda: gym.make(cfg.id, **kwargs) for _ in range(num_envs)])
+    return SyncVectorEnv([lambda: make_env(cfg) for _ in range(num_envs)])
 
 
 def reward_threshold(cfg: Any) -> float | None:
@@ -60,7 +68,7 @@ def single_observation_space(cfg: Any) -> gym.Space:
     """The observation space an agent will see, without building the (possibly vector) env."""
     if is_atari(cfg.id):
         return gym.spaces.Box(0, 255, (cfg.frame_stack, 84, 84), dtype=np.uint8)
-    env = gym.make(cfg.id, **dict(cfg.kwargs))
+    env = make_env(cfg)
     space = env.observation_space
     env.close()
     return space

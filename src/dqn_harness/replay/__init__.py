@@ -1,4 +1,12 @@
-from dqn_harness.replay.buffer import ReplayBuffer
-from dqn_harness.replay.dataset import ReplayDataset
+from dqn_harness.replay.buffer import ReplayBuffer, make_replay
+from dqn_harness.replay.samplers import PrioritizedSampler, SumTree, UniformSampler
+from dqn_harness.replay.storage import FrameStorage
 
-__all__ = ["ReplayBuffer", "ReplayDataset"]
+__all__ = [
+    "FrameStorage",
+    "PrioritizedSampler",
+    "ReplayBuffer",
+    "SumTree",
+    "UniformSampler",
+    "make_replay",
+]

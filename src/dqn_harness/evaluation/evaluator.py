@@ -6,7 +6,6 @@ share: taking the first N episodes to finish would favour short ones.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gymnasium.vector import VectorEnv
 
-from dqn_harness.collector import Policy
+from dqn_harness.envs.episodes import Episodes
+from dqn_harness.policy import Policy, epsilon_greedy
 from dqn_harness.schedules import Cadence
 
 if TYPE_CHECKING:
-    from dqn_harness.video import VideoRecorder
+    from dqn_harness.evaluation.video import VideoRecorder
 
 
 def evaluate(
@@ -29,51 +29,52 @@ def evaluate(
     rng: np.random.Generator,
     seed: int | None = None,
 ) -> list[float]:
+    """Unclipped returns of ``episodes`` episodes played ε-greedily on ``env``."""
     n = env.num_envs
     quota = np.full(n, episodes // n)
     quota[: episodes % n] += 1
     n_actions = int(env.single_action_space.n)  # type: ignore[attr-defined]
     obs, _ = env.reset(seed=seed)
     returns: list[float] = []
-    running = np.zeros(n)
     finished = np.zeros(n, dtype=int)
-    autoreset = np.zeros(n, dtype=bool)
+    book = Episodes(n)
     while (finished < quota).any():
-        actions = policy(obs)
-        explore = rng.random(n) < epsilon
-        actions = np.where(explore, rng.integers(n_actions, size=n), actions)
+        actions = epsilon_greedy(policy, obs, epsilon, n_actions, rng)
         obs, rewards, terminated, truncated, _ = env.step(actions)
-        real = ~autoreset
-        running += np.where(real, rewards, 0.0)
-        done = (terminated | truncated) & real
-        for e in np.flatnonzero(done):
+        for e, episode_return, _length in book.step(rewards, terminated, truncated)[1]:
             if finished[e] < quota[e]:
-                returns.append(float(running[e]))
+                returns.append(episode_return)
                 finished[e] += 1
-            running[e] = 0.0
-        autoreset = done
     return returns
 
 
-def save_atomic(obj: Any, path: Path, save: Callable[[Any, Any], None]) -> None:
-    """Write to a temporary name and rename, so a kill mid-write leaves the old file intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class Evaluator:
-    """Evaluates every ``every`` agent steps, keeps best/last checkpoints, decides solved."""
+    """Evaluates every ``eval.every`` agent steps, keeps best/last checkpoints, decides solved.
+
+    Args:
+        env: the evaluation vector env (never the training one: its episodes must not be cut).
+        every: agent steps between evaluations.
+        episodes: episodes per evaluation, split evenly across ``env``'s envs.
+        epsilon: exploration during evaluation (0.05 is the Atari convention).
+        stop_on_solve: ask training to end once the mean reaches ``threshold``.
+        threshold: mean return that counts as solved (``None``: never solved).
+        ckpt_dir: where ``best.pt`` and ``last.pt`` go.
+        seed: seeds the first evaluation's reset and the exploration stream.
+        log: called with (metrics, agent step) after each evaluation.
+        on_result: a sweep's pruning hook, called with (agent step, mean); True stops the run.
+        video: films an episode every K evaluations (``eval.video``).
+    """
 
     def __init__(
         self,
+        *,
         env: VectorEnv,
-        cfg: Any,
+        every: int,
+        episodes: int,
+        epsilon: float,
+        stop_on_solve: bool,
         threshold: float | None,
-        run_dir: Path,
+        ckpt_dir: Path,
         seed: int,
         log: Callable[[dict[str, float], int], None],
         on_result: Callable[[int, float], bool] | None = None,
@@ -81,18 +82,18 @@ class Evaluator:
     ) -> None:
         self.env = env
         self.video = video
-        self.episodes = cfg.episodes
-        self.epsilon = cfg.epsilon
-        self.stop_on_solve = cfg.stop_on_solve
+        self.episodes = episodes
+        self.epsilon = epsilon
+        self.stop_on_solve = stop_on_solve
         self.threshold = threshold
         self.log = log
-        self.on_result = on_result  # a sweep's pruning hook: return True to stop the run
+        self.on_result = on_result
         self.pruned = False
-        self.ckpt_dir = run_dir / "checkpoints"
+        self.ckpt_dir = ckpt_dir
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.rng = np.random.default_rng(seed)
         self.seed: int | None = seed  # first evaluation seeds the env; later ones continue its RNG
-        self.cadence = Cadence(cfg.every)
+        self.cadence = Cadence(every)
         self.last_step = -1
         self.count = 0
         self.last_mean: float | None = None
@@ -146,7 +147,12 @@ class Evaluator:
             self.run(env_steps, policy, checkpoint)
         checkpoint(self.ckpt_dir / "last.pt")
 
-    def state(self) -> dict[str, Any]:
+    def close(self) -> None:
+        self.env.close()
+        if self.video is not None:
+            self.video.close()
+
+    def state_dict(self) -> dict[str, Any]:
         return {
             "count": self.count,
             "last_step": self.last_step,
@@ -157,10 +163,10 @@ class Evaluator:
             "last_path": None if self.last_path is None else str(self.last_path),
             "rng": self.rng.bit_generator.state,
             "seed": self.seed,
-            "period": self.cadence.period,
+            "cadence": self.cadence.state_dict(),
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.count, self.last_step = state["count"], state["last_step"]
         self.last_mean, self.best_mean = state["last_mean"], state["best_mean"]
         self.solved_at = state["solved_at"]
@@ -168,7 +174,7 @@ class Evaluator:
         self.last_path = None if state["last_path"] is None else Path(state["last_path"])
         self.rng.bit_generator.state = state["rng"]
         self.seed = state["seed"]
-        self.cadence.period = state["period"]
+        self.cadence.load_state_dict(state["cadence"])
 
     @property
     def should_stop(self) -> bool:

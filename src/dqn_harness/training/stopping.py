@@ -14,23 +14,6 @@ from types import FrameType
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-class Diverged(RuntimeError):
-    """A non-finite loss or Q-value: training stops instead of going on with NaN weights.
-
-    On CPU it is raised inside the update, before the optimizer applies the bad gradient; on a
-    GPU at the next log, evaluation or checkpoint. Either way it comes before anything is
-    written, so the checkpoints on disk keep the last finite weights.
-    """
-
-    def __init__(self, what: str, env_steps: int, grad_steps: int) -> None:
-        super().__init__(
-            f"training diverged: non-finite {what} at agent step {env_steps:,} "
-            f"(gradient step {grad_steps:,})"
-        )
-        self.env_steps = env_steps
-        self.grad_steps = grad_steps
-
-
 class StopFlag:
     def __init__(self) -> None:
         self._event = threading.Event()

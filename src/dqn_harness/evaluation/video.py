@@ -17,23 +17,11 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image
 
-from dqn_harness.collector import Policy
-from dqn_harness.evaluation import save_atomic
+from dqn_harness.envs import is_atari, make_env
+from dqn_harness.files import save_atomic
+from dqn_harness.policy import Policy, epsilon_greedy
 
 MAX_FRAMES = 4_500  # 5 minutes of Pong at 15 agent steps/s; longer episodes are cut here
-
-
-def make_render_env(cfg: Any) -> gym.Env:
-    """A single env with the training preprocessing that also renders RGB frames."""
-    from dqn_harness.envs import is_atari
-    from dqn_harness.envs.atari import make_atari_env
-
-    if is_atari(cfg.id):
-        return make_atari_env(cfg, render_mode="rgb_array")
-    kwargs = dict(cfg.kwargs)
-    if cfg.max_episode_steps is not None:
-        kwargs["max_episode_steps"] = cfg.max_episode_steps
-    return gym.make(cfg.id, render_mode="rgb_array", **kwargs)
 
 
 def play_episode(
@@ -45,10 +33,7 @@ def play_episode(
     total, done = 0.0, False
     n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
     while not done and len(frames) < MAX_FRAMES:
-        if rng.random() < epsilon:
-            action = int(rng.integers(n_actions))
-        else:
-            action = int(policy(np.asarray(obs)[None])[0])
+        action = int(epsilon_greedy(policy, np.asarray(obs)[None], epsilon, n_actions, rng)[0])
         obs, reward, terminated, truncated, _ = env.step(action)
         total += float(reward)
         done = terminated or truncated
@@ -73,10 +58,20 @@ def write_gif(frames: list[np.ndarray], path: Path, fps: float) -> None:
 
 
 class VideoRecorder:
-    """Records an episode at the 1st, (K+1)th, (2K+1)th ... evaluation of a run."""
+    """Records an episode at the 1st, (K+1)th, (2K+1)th ... evaluation of a run.
+
+    Args:
+        env_cfg: ``env.*``; a render env with the same preprocessing is built on first use.
+        out_dir: where ``eval-<agent step>.gif`` files go.
+        every: evaluations between videos (K).
+        epsilon: exploration while filming (the evaluation's).
+        seed: the filmed episodes are seeded from it, so a run always films the same ones.
+        log_video: called with (path, agent step, return) to put the video in the run's log.
+    """
 
     def __init__(
         self,
+        *,
         env_cfg: Any,
         out_dir: Path,
         every: int,
@@ -98,8 +93,6 @@ class VideoRecorder:
 
     @property
     def fps(self) -> float:
-        from dqn_harness.envs import is_atari
-
         if is_atari(self.env_cfg.id):
             return 60.0 / self.env_cfg.frame_skip  # the emulator runs at 60 frames/s
         assert self.env is not None
@@ -107,7 +100,7 @@ class VideoRecorder:
 
     def record(self, policy: Policy, env_steps: int, evaluation: int) -> Path:
         if self.env is None:
-            self.env = make_render_env(self.env_cfg)
+            self.env = make_env(self.env_cfg, render_mode="rgb_array")
         seed = self.seed + evaluation  # the same run always films the same episodes
         rng = np.random.default_rng(seed)
         frames, episode_return = play_episode(self.env, policy, self.epsilon, rng, seed)

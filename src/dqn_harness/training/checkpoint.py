@@ -1,10 +1,12 @@
 """Resumable run state: everything a run needs to continue as if it had never stopped.
 
-``checkpoints/state.pt`` holds the networks, optimizer, counters, cadences, RNG states and the
-W&B run id; the replay buffer goes to its own ``replay-<env_steps>.npz`` (uint8 frames, stored
-uncompressed) because it is hundreds of MB and ``checkpoint.buffer=false`` leaves it out. Write
-order makes a kill at any moment safe: the new replay file first (temporary name, then rename),
-then ``state.pt`` naming it (same), then the old replay file is deleted. Whatever instant the
+Each component owns its state (``state_dict``/``load_state_dict``: collector, replay storage
+and sampler, cadences, evaluator, tracker, the learner's networks and optimizer); this module
+only composes them and writes them safely. ``checkpoints/state.pt`` holds everything but the
+replay buffer, which goes to its own ``replay-<env_steps>.npz`` (uint8 frames, uncompressed)
+because it is hundreds of MB and ``checkpoint.buffer=false`` leaves it out. Write order makes a
+kill at any moment safe: the new replay file first (temporary name, then rename), then
+``state.pt`` naming it (same), then the old replay file is deleted. Whatever instant the
 process dies, ``state.pt`` names a complete replay file from the same step.
 
 What cannot be restored: the emulator's state mid-episode. A resumed run starts fresh episodes
@@ -17,16 +19,19 @@ from __future__ import annotations
 import json
 import random
 import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dqn_harness.config import ConfigError
-from dqn_harness.evaluation import save_atomic
+from dqn_harness.errors import ConfigError
+from dqn_harness.files import save_atomic, write_text_atomic
 
 STATE_FILE = "state.pt"
+# Bumped when the layout of state.pt changes; older checkpoints are refused in one line.
+FORMAT = 2
 # Keys whose change makes a checkpoint meaningless for the new config.
 COMPATIBLE_KEYS = (
     "algo.name",
@@ -37,14 +42,13 @@ COMPATIBLE_KEYS = (
     "model.name",
     "model.hidden",
     "model.dueling",
-    "buffer.name",  # a prioritized replay file carries its priorities; a uniform one has none
+    "buffer.sampler",  # a prioritized replay file carries its priorities; a uniform one has none
 )
-# What a checkpoint written before a key existed was trained with.
-COMPATIBLE_DEFAULTS = {"model.dueling": False, "buffer.name": "uniform"}
-BUFFER_ARRAYS = ("frames", "actions", "rewards", "terminated", "truncated", "has_next", "pos")
+META = "meta"  # the npz entry holding a replay state's non-array leaves, as JSON
 
 
 def rng_states() -> dict[str, Any]:
+    """The global generators (Python, NumPy, torch); components keep their own in their state."""
     return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
@@ -58,64 +62,70 @@ def restore_rng(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
 
 
-def run_state(collector: Any, tracker: Any, evaluator: Any, config: Any) -> dict[str, Any]:
-    """The algorithm-independent part of a resumable state (DQN and tabular add their own)."""
-    return {
-        "env_steps": collector.env_steps,
-        "collector": collector.state(),
-        "tracker": tracker.state(),
-        "evaluator": evaluator.state(),
-        "rng": rng_states(),
-        "wandb_id": tracker.wandb_id,
-        "config": config,
-    }
+def _flatten(tree: dict[str, Any], prefix: str = "") -> tuple[dict[str, np.ndarray], dict]:
+    """Split a nested state into its arrays (dotted names) and everything else (JSON-able)."""
+    arrays: dict[str, np.ndarray] = {}
+    rest: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, np.ndarray):
+            arrays[f"{prefix}{key}"] = value
+        elif isinstance(value, dict):
+            sub_arrays, sub_rest = _flatten(value, f"{prefix}{key}.")
+            arrays.update(sub_arrays)
+            rest[key] = sub_rest
+        else:
+            rest[key] = value
+    return arrays, rest
 
 
-def save_replay(buffer: Any, ckpt_dir: Path, env_steps: int) -> str:
+class _LazyState(Mapping):
+    """A saved replay state read from its open npz file one array at a time, when asked for:
+    a 1M-transition Atari replay is 6.6 GiB, and reading it all before copying would need
+    twice that."""
+
+    def __init__(self, data: Any, rest: dict[str, Any], prefix: str = "") -> None:
+        self.data, self.rest, self.prefix = data, rest, prefix
+        self.arrays = {n[len(prefix) :] for n in data.files if n.startswith(prefix) and n != META}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.arrays:
+            return self.data[f"{self.prefix}{key}"]
+        value = self.rest[key]
+        if isinstance(value, dict) and any(a.startswith(f"{key}.") for a in self.arrays):
+            return _LazyState(self.data, value, f"{self.prefix}{key}.")
+        return value  # plain values and array-free dicts (RNG states) as saved
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({k.split(".")[0] for k in self.arrays} | set(self.rest))
+
+    def __len__(self) -> int:
+        return len(set(self))
+
+
+def save_replay(state: dict[str, Any], ckpt_dir: Path, env_steps: int) -> str:
+    """A replay buffer's ``state_dict`` as ``replay-<env_steps>.npz``; returns the file name."""
     name = f"replay-{env_steps}.npz"
-    arrays = {key: getattr(buffer, key) for key in BUFFER_ARRAYS}
-    meta = {
-        "cursor": buffer.cursor,
-        "written": buffer.written,
-        "transitions": buffer.transitions,
-        "rng": buffer.rng.bit_generator.state,
-    }
-    if buffer.sampler is not None:
-        arrays["priorities"] = buffer.sampler.tree.values()
-        meta["sampler"] = buffer.sampler.state()
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    arrays, rest = _flatten(state)
+    arrays[META] = np.frombuffer(json.dumps(rest).encode(), dtype=np.uint8)
     save_atomic(arrays, ckpt_dir / name, lambda obj, f: np.savez(f, **obj))
     return name
 
 
-def load_replay(buffer: Any, path: Path) -> None:
-    """Fill ``buffer`` (already allocated with the same shape) from a replay file."""
+def load_replay(path: Path, load_state_dict: Callable[[Mapping[str, Any]], None]) -> None:
+    """Hand the replay state saved in ``path`` to ``load_state_dict`` (a buffer's), or raise a
+    one-line ConfigError."""
     try:
         with np.load(path) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            for key in BUFFER_ARRAYS:
-                target = getattr(buffer, key)
-                if data[key].shape != target.shape:
-                    raise ConfigError(
-                        "buffer.capacity",
-                        f"the checkpoint's replay has shape {data[key].shape}, this config "
-                        f"needs {target.shape} (keep buffer.capacity and env.num_envs)",
-                    )
-                target[...] = data[key]
-            if buffer.sampler is not None:
-                buffer.sampler.restore(data["priorities"], meta["sampler"])
+            load_state_dict(_LazyState(data, json.loads(bytes(data[META]).decode())))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
         raise ConfigError("resume", f"replay file {path} is unreadable ({exc})") from None
-    buffer.cursor, buffer.written = meta["cursor"], meta["written"]
-    buffer.transitions = meta["transitions"]
-    buffer.rng.bit_generator.state = meta["rng"]
 
 
-def write_state(state: dict[str, Any], ckpt_dir: Path, buffer: Any | None) -> None:
-    """state.pt (and the replay file when ``buffer`` is given), in the kill-safe order."""
+def write_state(state: dict[str, Any], ckpt_dir: Path, replay: dict[str, Any] | None) -> None:
+    """state.pt (and the replay file when ``replay``, a buffer's state, is given), kill-safe."""
     old = sorted(ckpt_dir.glob("replay-*.npz"))
-    state = dict(state)
-    state["replay_file"] = save_replay(buffer, ckpt_dir, state["env_steps"]) if buffer else None
+    state = {"format": FORMAT, **state}
+    state["replay_file"] = save_replay(replay, ckpt_dir, state["env_steps"]) if replay else None
     save_atomic(state, ckpt_dir / STATE_FILE, torch.save)
     for path in old:
         if path.name != state["replay_file"]:
@@ -140,11 +150,17 @@ def load_state(run_dir: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(state, dict) or "config" not in state or "env_steps" not in state:
         raise ConfigError("resume", f"{path} is not a dqn-harness run checkpoint")
+    if state.get("format") != FORMAT:
+        raise ConfigError(
+            "resume",
+            f"{path} was written by an older dqn-harness (checkpoint format "
+            f"{state.get('format', 1)}, this version reads {FORMAT}); start a new run",
+        )
     if state.get("replay_file"):
         replay = path.parent / state["replay_file"]
         try:  # the zip directory sits at the end: a truncated file fails here, cheaply
             with zipfile.ZipFile(replay) as z:
-                missing = {f"{k}.npy" for k in (*BUFFER_ARRAYS, "meta")} - set(z.namelist())
+                missing = {f"{META}.npy"} - set(z.namelist())
         except (OSError, zipfile.BadZipFile) as exc:
             raise ConfigError("resume", f"replay file {replay} is unreadable ({exc})") from None
         if missing:
@@ -156,8 +172,6 @@ def check_compatible(config: dict[str, Any], saved: dict[str, Any]) -> None:
     """A checkpoint from a different env or network shape cannot continue this config."""
     for key in COMPATIBLE_KEYS:
         new, old = _get(config, key), _get(saved, key)
-        if old is None:
-            old = COMPATIBLE_DEFAULTS.get(key)
         if new != old:
             raise ConfigError(
                 key, f"the checkpoint was trained with {old!r}, this config has {new!r}"
@@ -174,9 +188,7 @@ def trim_metrics(run_dir: Path, env_steps: int) -> None:
         for line in path.read_text().splitlines()
         if line.strip() and json.loads(line).get("env_steps", 0) <= env_steps
     ]
-    save_atomic(
-        ("\n".join(kept) + "\n" if kept else "").encode(), path, lambda obj, f: f.write(obj)
-    )
+    write_text_atomic(path, "\n".join(kept) + "\n" if kept else "")
 
 
 def _get(tree: dict[str, Any], dotted: str) -> Any:

@@ -17,11 +17,11 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.trial import FrozenTrial, TrialState
 
-from dqn_harness.evaluation import save_atomic
+from dqn_harness.files import save_atomic
 from dqn_harness.tracking import SUMMARY_FIELDS
 
 if TYPE_CHECKING:
-    from dqn_harness.sweeping import Plan
+    from dqn_harness.sweeping.spec import Plan
 
 # How a run is watched, not what it trains: left out of the preset.
 OPERATIONAL = ("logger", "progress", "hydra", "run_name")

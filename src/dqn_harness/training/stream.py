@@ -1,28 +1,41 @@
 """The IterableDataset that streams minibatches into Lightning and drives data collection.
 
-Lightning pulls a batch, the dataset first steps the collector until the next update is due
+Lightning pulls a batch; the stream first steps the collector until the next update is due
 (``train_freq`` agent steps per gradient step, none before ``learning_starts``), then samples.
 Iteration ends at ``total_steps`` agent steps or when a stop is requested (solved, Ctrl-C), which
-ends Lightning's single epoch cleanly.
+ends Lightning's single epoch cleanly. This is the first half of a DQN update; the second half
+(TD target, loss, optimizer step, target sync) is ``DQN.training_step`` in agents/dqn.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch.utils.data import IterableDataset
 
+from dqn_harness.collector import Collector
 from dqn_harness.replay.buffer import ReplayBuffer
 
-if TYPE_CHECKING:
-    from dqn_harness.collector import Collector
 
+class ReplayStream(IterableDataset):
+    """Collect until an update is due, then yield a sampled batch.
 
-class ReplayDataset(IterableDataset):
+    Args:
+        buffer: the replay the collector writes to and batches are sampled from.
+        collector: steps the training env.
+        batch_size: transitions per batch.
+        learning_starts: agent steps of pure collection before the first update.
+        train_freq: agent steps per gradient step.
+        total_steps: agent steps after which the stream ends.
+        should_stop: polled between env steps; True ends the stream (Ctrl-C, solved, pruned).
+        n_step: length of the return windows batches carry (1: one-step TD).
+    """
+
     def __init__(
         self,
+        *,
         buffer: ReplayBuffer,
         collector: Collector,
         batch_size: int,
@@ -41,7 +54,7 @@ class ReplayDataset(IterableDataset):
         self.total_steps = total_steps
         self.should_stop = should_stop
         self.n_step = n_step
-        self.next_update = max(learning_starts, 1)
+        self.next_update = max(learning_starts, 1)  # agent step at which the next batch is due
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         collector = self.collector
@@ -54,3 +67,9 @@ class ReplayDataset(IterableDataset):
                 return
             self.next_update += self.train_freq
             yield self.buffer.sample(self.batch_size, self.n_step, collector.env_steps)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_update": self.next_update}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.next_update = int(state["next_update"])

@@ -1,22 +1,71 @@
-"""Prioritized replay (Schaul et al. 2016, proportional): a sampler over the buffer's storage.
+"""How transitions are sampled: uniform, or proportional to priority (Schaul et al. 2016).
 
-The replay buffer keeps storing frames exactly as before; this only decides *which* stored
-transitions a batch holds. Each (env, slot) of the buffer is a leaf of a sum tree whose value is
-the transition's priority ``p = (|TD error| + eps) ** alpha``; a slot with no sampleable
-transition (not yet written, an episode's final frame, or a stack reaching into overwritten
-frames) has priority 0 and is never drawn. Sampling is stratified (one draw from each of B equal
-slices of the total priority) and every tree operation is O(log n), vectorised over the batch.
+A sampler draws flat indices ``env * slots + slot`` of a :class:`FrameStorage` and never touches
+the frames, so prioritized replay is a different sampler over the same storage, not a second
+buffer (TorchRL's storage x sampler split). Every sampler has ``state_dict``/``load_state_dict``
+so a resumed run draws exactly the batches it would have drawn.
 
-Importance-sampling weights correct the bias of non-uniform sampling:
-``w_i = (N P(i)) ** -beta / max_j w_j = (p_i / p_min) ** -beta``, with beta annealed to 1 by the
-end of training, where an unbiased update matters most.
+Prioritized: each (env, slot) is a leaf of a sum tree whose value is the transition's priority
+``p = (|TD error| + eps) ** alpha``; a slot with no sampleable transition (not yet written, an
+episode's final frame, or a stack reaching into overwritten frames) has priority 0 and is never
+drawn. Sampling is stratified (one draw from each of B equal slices of the total priority) and
+every tree operation is O(log n), vectorised over the batch. Importance-sampling weights correct
+the bias of non-uniform sampling: ``w_i = (N P(i)) ** -beta / max_j w_j = (p_i / p_min) **
+-beta``, with beta annealed to 1 by the end of training, where an unbiased update matters most.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from dqn_harness.replay.storage import FrameStorage
+
+
+class UniformSampler:
+    """Uniform over stored transitions whose whole stack history is still in the ring.
+
+    Args:
+        seed: seeds the sampler's own random stream.
+    """
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def on_write(self, storage: FrameStorage, slot: int, new: np.ndarray) -> None:
+        """Uniform sampling reads validity from the storage itself: nothing to track."""
+
+    def sample(
+        self, storage: FrameStorage, batch_size: int, env_steps: int
+    ) -> tuple[np.ndarray, None]:
+        """Flat indices of ``batch_size`` transitions; no importance weights."""
+        if storage.transitions == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        oldest, first, end = storage.sampleable()
+        envs_out: list[np.ndarray] = []
+        slots_out: list[np.ndarray] = []
+        need = batch_size
+        for _ in range(10_000):
+            if need == 0:
+                break
+            n = need * 2 + 8
+            envs = self.rng.integers(storage.num_envs, size=n)
+            slots = (oldest + self.rng.integers(first, end, size=n)) % storage.slots
+            keep = storage.has_next[envs, slots]
+            envs_out.append(envs[keep][:need])
+            slots_out.append(slots[keep][:need])
+            need -= len(envs_out[-1])
+        else:
+            raise RuntimeError("replay sampling found no complete transition")
+        return np.concatenate(envs_out) * storage.slots + np.concatenate(slots_out), None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
 
 
 class SumTree:
@@ -73,10 +122,20 @@ class SumTree:
 
 
 class PrioritizedSampler:
-    """Proportional prioritization over flat (env * slots + slot) indices of a ReplayBuffer."""
+    """Proportional prioritization over the flat (env * slots + slot) indices of a storage.
+
+    Args:
+        size: leaves of the sum tree, one per (env, slot) of the storage (``storage.size``).
+        alpha: how strongly priorities skew sampling (0 = uniform).
+        beta: importance-sampling exponent at the start of training, annealed linearly to 1.
+        beta_steps: agent steps over which beta reaches 1.
+        eps: added to |TD error| so no stored transition has priority 0.
+        seed: seeds the sampler's own random stream.
+    """
 
     def __init__(
         self,
+        *,
         size: int,
         alpha: float = 0.6,
         beta: float = 0.4,
@@ -96,13 +155,16 @@ class PrioritizedSampler:
         """Linear from ``beta`` to 1 over ``beta_steps`` agent steps."""
         return min(1.0, self.beta0 + (1.0 - self.beta0) * env_steps / self.beta_steps)
 
-    def on_write(self, new: np.ndarray, cleared: np.ndarray) -> None:
-        """New transitions enter at max priority; ``cleared`` slots stop being sampleable."""
+    def on_write(self, storage: FrameStorage, slot: int, new: np.ndarray) -> None:
+        """New transitions enter at max priority; slots the write cleared stop being drawn."""
+        cleared = storage.cleared_by(slot)
         idx = np.concatenate([cleared, new])
         values = np.concatenate([np.zeros(len(cleared)), np.full(len(new), self.max_priority)])
         self.tree.update(idx, values)  # `new` last: a slot both cleared and new ends up new
 
-    def sample(self, batch_size: int, env_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample(
+        self, storage: FrameStorage, batch_size: int, env_steps: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Flat indices and their importance-sampling weights (max weight 1)."""
         total = self.tree.total
         if total <= 0:
@@ -131,10 +193,14 @@ class PrioritizedSampler:
         if len(priorities):
             self.max_priority = max(self.max_priority, float(priorities.max()))
 
-    def state(self) -> dict[str, Any]:
-        return {"max_priority": self.max_priority, "rng": self.rng.bit_generator.state}
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "priorities": self.tree.values(),
+            "max_priority": self.max_priority,
+            "rng": self.rng.bit_generator.state,
+        }
 
-    def restore(self, priorities: np.ndarray, state: dict[str, Any]) -> None:
-        self.tree.update(np.arange(self.tree.size), priorities)
-        self.max_priority = state["max_priority"]
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.tree.update(np.arange(self.tree.size), state["priorities"])
+        self.max_priority = float(state["max_priority"])
         self.rng.bit_generator.state = state["rng"]

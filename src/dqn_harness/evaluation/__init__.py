@@ -1,0 +1,3 @@
+from dqn_harness.evaluation.evaluator import Evaluator, evaluate
+
+__all__ = ["Evaluator", "evaluate"]

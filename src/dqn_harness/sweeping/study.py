@@ -1,0 +1,117 @@
+"""Where a study lives and how it proposes and prunes: storage, sampler, pruner, open_study.
+
+The study lives in an Optuna RDB storage (a SQLite file per study by default, PostgreSQL for many
+machines), so running the same command again, or on another machine, joins the same study.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import make_url
+
+from dqn_harness.sweeping.spec import Plan, SweepError, SweepSpec
+
+
+def storage_url(plan: Plan) -> str:
+    if plan.spec.storage:
+        return plan.spec.storage
+    return f"sqlite:///{plan.out / 'study.db'}"
+
+
+def redact(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 (not a URL SQLAlchemy can parse: nothing to hide)
+        return url
+
+
+def open_storage(plan: Plan) -> RDBStorage:
+    url = storage_url(plan)
+    if url.startswith("sqlite:///"):
+        plan.out.mkdir(parents=True, exist_ok=True)
+    hb = plan.spec.heartbeat
+    engine_kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=hb.interval,
+                grace_period=hb.grace,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(hb.max_retry),
+            )
+    except Exception as exc:  # noqa: BLE001 (SQLAlchemy/driver errors of every kind)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SweepError(f"storage: cannot open {redact(url)}: {first}") from None
+
+
+def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
+    if spec.sampler.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=spec.sampler.n_startup_trials,
+            multivariate=True,
+            constant_liar=True,  # parallel workers don't all pile onto the same promising point
+        )
+
+
+def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    p = spec.pruner
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+        )
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=p.min_resource, reduction_factor=p.reduction_factor
+        )
+    return optuna.pruners.NopPruner()
+
+
+def open_study(plan: Plan, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
+    spec = plan.spec
+    try:
+        study = optuna.create_study(
+            study_name=spec.study,
+            storage=storage,
+            sampler=make_sampler(spec, sampler_seed),
+            pruner=make_pruner(spec),
+            direction=optuna.study.StudyDirection[spec.objective.direction.upper()],
+            load_if_exists=True,
+        )
+    except ValueError as exc:  # e.g. the stored study has the other direction
+        raise SweepError(f"study '{spec.study}': {str(exc).splitlines()[0]}") from None
+    if study.direction.name.lower() != spec.objective.direction:
+        raise SweepError(
+            f"objective.direction: study '{spec.study}' already exists and "
+            f"{study.direction.name.lower()}s; use another study=<name>"
+        )
+    definition = {
+        "space": spec.space,
+        "overrides": plan.overrides,
+        "objective": OmegaConf.to_container(OmegaConf.structured(spec.objective)),
+    }
+    stored = study.user_attrs.get("definition")
+    if stored is None:
+        study.set_user_attr("definition", json.loads(json.dumps(definition)))
+    elif stored != json.loads(json.dumps(definition)):
+        print(
+            f"warning: study '{spec.study}' was started with another space/overrides/objective; "
+            "its earlier trials are kept (use study=<new name> for a separate study)",
+            file=sys.stderr,
+        )
+    return study
