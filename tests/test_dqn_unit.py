@@ -55,13 +55,17 @@ def test_reward_clipping_applies_to_the_target_only():
     assert loss.item() == pytest.approx(1.0)
 
 
-def test_target_net_stays_frozen_until_synced():
+def test_target_syncs_on_the_batch_clock_under_a_real_trainer():
+    """A real Lightning Trainer prefetches the next batch before each update runs, so anything
+    that read the collector's count would be one batch ahead. Batches stamped 25, 50, ... 300
+    with a sync every 100 agent steps: the target must change exactly after the updates of the
+    batches stamped 100, 200 and 300, each time to a copy of the online net after that update,
+    and stay frozen in between while the online net learns at every update."""
+    import pytorch_lightning as pl
+    from torch.utils.data import IterableDataset
+
     torch.manual_seed(0)
-    net = MLP(gym.spaces.Box(-1, 1, (4,)), 2, [16])
-    module = DQN(net, gamma=0.99, lr=1e-2, target_sync=100)
-    before = [p.clone() for p in module.target_net.parameters()]
-    assert all(not p.requires_grad for p in module.target_net.parameters())
-    optimizer = module.configure_optimizers()
+    module = DQN(MLP(gym.spaces.Box(-1, 1, (4,)), 2, [16]), gamma=0.99, lr=1e-2, target_sync=100)
     batch = {
         "obs": torch.randn(32, 4),
         "actions": torch.randint(0, 2, (32,)),
@@ -70,18 +74,48 @@ def test_target_net_stays_frozen_until_synced():
         "terminated": torch.zeros(32),
         "truncated": torch.zeros(32),
     }
-    for _ in range(5):
-        loss, _, _ = module.td_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    online = list(module.q_net.parameters())
-    assert any(not torch.equal(p, b) for p, b in zip(online, before, strict=True)), (
-        "online must learn"
-    )
-    assert all(
-        torch.equal(p, b) for p, b in zip(module.target_net.parameters(), before, strict=True)
-    )
+    steps = list(range(25, 301, 25))
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            for s in steps:
+                yield {**batch, "env_steps": s}
+
+    def params(net):
+        return [p.detach().clone() for p in net.parameters()]
+
+    seen = []
+
+    class Snapshot(pl.Callback):
+        def on_train_batch_end(self, trainer, m, outputs, b, batch_idx):
+            seen.append((b["env_steps"], params(m.q_net), params(m.target_net)))
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    module.dataset = Stream()
+    target = params(module.target_net)
+    pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        callbacks=[Snapshot()],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(module)
+    assert [s for s, _, _ in seen] == steps and module.trainer.global_step == len(steps)
+    assert all(not p.requires_grad for p in module.target_net.parameters())
+    synced_at = []
+    online_before = None
+    for step, online, after in seen:
+        if online_before is not None:
+            assert not same(online, online_before), f"the online net did not learn at {step}"
+        if not same(after, target):
+            synced_at.append(step)
+            assert same(after, online), "the target must be the online net after the update"
+        target, online_before = after, online
+    assert synced_at == [100, 200, 300]
 
 
 def test_target_sync_counts_agent_steps_across_vector_jumps():

@@ -248,7 +248,10 @@ def test_dataset_streams_nothing_before_learning_starts():
     assert steps_at[0] >= 300
     assert batches[0]["obs"].shape == (32, 4) and batches[0]["obs"].dtype == torch.float32
     assert batches[0]["actions"].dtype == torch.int64
-    assert set(batches[0]) == {"obs", "actions", "rewards", "next_obs", "terminated", "truncated"}
+    keys = {"obs", "actions", "rewards", "next_obs", "terminated", "truncated", "env_steps"}
+    assert set(batches[0]) == keys
+    # each batch carries the agent step it was sampled at: the clock of its update
+    assert [b["env_steps"] for b in batches] == steps_at
     # train_freq 4: one gradient step per 4 agent steps between learning_starts and total_steps
     assert len(batches) == pytest.approx((collector.env_steps - 300) / 4, abs=2)
     assert collector.env_steps >= 600

@@ -35,7 +35,10 @@ def test_non_finite_loss_stops_the_run_and_keeps_finite_checkpoints(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "diverged"
     assert 600 <= summary["env_steps"] < 5000
-    assert f"agent step {summary['env_steps']:,}" in errors[0]
+    # the update that diverged was sampled one agent step (train_freq 1) before the collector's
+    # count: Lightning had already fetched the next batch
+    named = int(errors[0].split("agent step ")[1].split(" ")[0].replace(",", ""))
+    assert summary["env_steps"] - 1 <= named <= summary["env_steps"], (named, summary)
     # the last checkpoint predates the divergence: its weights are finite
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
     assert 600 <= state["env_steps"] < summary["env_steps"]

@@ -26,7 +26,6 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, Wand
 from tqdm import tqdm
 
 from dqn_harness.files import write_text_atomic
-from dqn_harness.schedules import Cadence
 
 STEP_METRIC = "env_steps"
 METRIC_PREFIXES = ("train", "eval", "perf")
@@ -198,14 +197,14 @@ class Tracker:
                     )
         self.start = time.perf_counter()
         self.prior_wall_s = 0.0  # wall time of the sessions before a resume
-        self.log_cadence = Cadence(cfg.logger.every)
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.episodes = 0
         self.env_steps = 0
         self.epsilon = 1.0
         self._rate_mark = (self.start, 0)
-        self.sps = 0.0
+        self.bar_sps = 0.0
         self._bar_time = 0.0
+        self._bar_steps: int | None = None
         self.bar = tqdm(
             total=cfg.total_steps,
             unit="step",
@@ -251,21 +250,16 @@ class Tracker:
         )
 
     def on_step(self, env_steps: int, epsilon: float) -> None:
-        """Called after every vector step: cheap unless a log or a bar refresh is due."""
+        """Called after every vector step: redraws the bar at most twice a second."""
         self.env_steps = env_steps
         self.epsilon = epsilon
-        if self.log_cadence.due(env_steps):
-            now = time.perf_counter()
-            t0, s0 = self._rate_mark
-            self.sps = (env_steps - s0) / max(now - t0, 1e-9)
-            self._rate_mark = (now, env_steps)
-            self.log(
-                {"train/epsilon": epsilon, "perf/sps": self.sps, "perf/wall_s": self.wall_s},
-                env_steps,
-            )
         now = time.perf_counter()
         if now - self._bar_time > 0.5:
-            self._bar_time = now
+            t0, s0 = self._bar_time, self._bar_steps
+            if s0 is not None and env_steps > s0:  # recent rate, smoothed over ~10 redraws
+                rate = (env_steps - s0) / (now - t0)
+                self.bar_sps = rate if self.bar_sps == 0 else 0.9 * self.bar_sps + 0.1 * rate
+            self._bar_time, self._bar_steps = now, env_steps
             self.bar.n = min(env_steps, self.bar.total)
             ret = (
                 sum(self.recent_returns) / len(self.recent_returns)
@@ -273,16 +267,22 @@ class Tracker:
                 else float("nan")
             )
             self.bar.set_postfix_str(
-                f"return={ret:.2f} eps={epsilon:.3f} sps={self.sps:.0f}", refresh=False
+                f"return={ret:.2f} eps={epsilon:.3f} sps={self.bar_sps:.0f}", refresh=False
             )
             self.bar.refresh()
+
+    def throughput(self, env_steps: int) -> dict[str, float]:
+        """perf/sps since the previous call and perf/wall_s, for a periodic log record."""
+        now = time.perf_counter()
+        t0, s0 = self._rate_mark
+        self._rate_mark = (now, env_steps)
+        return {"perf/sps": (env_steps - s0) / max(now - t0, 1e-9), "perf/wall_s": self.wall_s}
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "episodes": self.episodes,
             "env_steps": self.env_steps,
             "recent_returns": list(self.recent_returns),
-            "log_cadence": self.log_cadence.state_dict(),
             "wall_s": self.wall_s,
         }
 
@@ -290,7 +290,6 @@ class Tracker:
         self.episodes = state["episodes"]
         self.env_steps = state["env_steps"]
         self.recent_returns.extend(state["recent_returns"])
-        self.log_cadence.load_state_dict(state["log_cadence"])
         self.prior_wall_s = state["wall_s"]
         self._rate_mark = (self.start, self.env_steps)
         self.bar.n = min(self.env_steps, self.bar.total)

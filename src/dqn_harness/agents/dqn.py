@@ -74,7 +74,7 @@ class DQN(pl.LightningModule):
         self.sync = TargetSync(target_sync)
         # prioritized replay: called with a batch's indices and |TD errors| after its loss
         self.priority_update: Callable[[np.ndarray, np.ndarray], None] | None = None
-        self.clock: Callable[[], int] = lambda: 0  # agent steps, for the sync and messages
+        self.env_steps = 0  # the agent step the current batch was sampled at (its clock)
         self.dataset: IterableDataset | None = None  # the batch stream (training/stream.py)
         self.stats = torch.zeros(3)  # running sums of loss and q, and the update count
         self.grad_offset = 0  # gradient steps taken before a resume
@@ -133,8 +133,13 @@ class DQN(pl.LightningModule):
             losses = losses * batch["weights"]
         return losses.mean(), q, (target - q).detach()
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """One update: TD target and loss, optimizer step, then the target sync if it is due."""
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """One update: TD target and loss, optimizer step, then the target sync if it is due.
+
+        ``batch["env_steps"]`` is the agent step the batch was sampled at: the sync is decided
+        on it, never on the collector (which Lightning's prefetch has already moved on).
+        """
+        self.env_steps = int(batch["env_steps"])
         loss, q, td = self.td_loss(batch)
         # On CPU the check is free, so it runs every update and names the exact step; on a GPU
         # it would force a sync per update, so there pop_stats checks at every scalar log.
@@ -154,7 +159,7 @@ class DQN(pl.LightningModule):
             )
         optimizer.step()  # type: ignore[union-attr]
 
-        if self.sync.due(self.clock()):
+        if self.sync.due(self.env_steps):
             self.target_net.load_state_dict(self.q_net.state_dict())
 
         if self.stats.device != loss.device:
@@ -163,7 +168,7 @@ class DQN(pl.LightningModule):
         return loss
 
     def _diverged(self, what: str) -> None:
-        raise Diverged(what, self.clock(), self.grad_steps)
+        raise Diverged(what, self.env_steps, self.grad_steps)
 
     def check_finite(self) -> list[float]:
         """Raise Diverged if any loss or Q since the last log was non-finite; return the sums.

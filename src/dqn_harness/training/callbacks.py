@@ -2,7 +2,9 @@
 
 DQN (through a Lightning callback after each update) and tabular Q-learning (after each env
 step) share these cadences, so both log, evaluate and checkpoint by the same rules, in the same
-order, and save the same cadence state for a resume.
+order, and save the same cadence state for a resume. The agent step they go by is the one the
+update was made at: for DQN the step its batch was sampled at (the batch carries it), not the
+collector's count, which Lightning's prefetch of the next batch has already moved on.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Periodic:
         log_every: agent steps between statistics logs.
         checkpoint_every: agent steps between resumable checkpoints.
         stats: returns the learner's statistics since the last call (and resets them).
+        epsilon: agent step -> exploration, logged with the statistics.
         policy: the greedy policy evaluated.
         save_weights: writes a best/last weights file to the given path.
         save_state: writes the resumable state.
@@ -42,6 +45,7 @@ class Periodic:
         log_every: int,
         checkpoint_every: int,
         stats: Callable[[], dict[str, float]],
+        epsilon: Callable[[int], float],
         policy: Policy,
         save_weights: Callable[[Path], None],
         save_state: Callable[[], None],
@@ -52,6 +56,7 @@ class Periodic:
         self.log = Cadence(log_every)
         self.checkpoint = Cadence(checkpoint_every)
         self.stats = stats
+        self.epsilon = epsilon
         self.policy = policy
         self.save_weights = save_weights
         self.save_state = save_state
@@ -60,7 +65,8 @@ class Periodic:
     def after(self, env_steps: int) -> None:
         """Called after each update (DQN) or env step (tabular) with the agent step count."""
         if self.log.due(env_steps):
-            self.tracker.log(self.stats(), env_steps)
+            record = {**self.stats(), "train/epsilon": self.epsilon(env_steps)}
+            self.tracker.log({**record, **self.tracker.throughput(env_steps)}, env_steps)
         if self.evaluator.due(env_steps):
             self.check()
             self.evaluator.run(env_steps, self.policy, self.save_weights)
@@ -77,11 +83,10 @@ class Periodic:
 
 
 class PeriodicCallback(pl.Callback):
-    """Runs the run's cadences after every DQN update, at the agent step ``clock`` reads."""
+    """Runs the run's cadences after every DQN update, at the agent step its batch carries."""
 
-    def __init__(self, periodic: Periodic, clock: Callable[[], int]) -> None:
+    def __init__(self, periodic: Periodic) -> None:
         self.periodic = periodic
-        self.clock = clock
 
     def on_train_batch_end(
         self,
@@ -91,4 +96,4 @@ class PeriodicCallback(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        self.periodic.after(self.clock())
+        self.periodic.after(int(batch["env_steps"]))

@@ -135,14 +135,13 @@ class DQNLearner:
             else:  # resumed without its replay: collect learning_starts steps before updating
                 stream.next_update = collector.env_steps + cfg.learning_starts
         self.module.dataset = stream
-        self.module.clock = lambda: collector.env_steps
         self.trainer = pl.Trainer(
             accelerator=cfg.trainer.accelerator,
             devices=cfg.trainer.devices,
             precision=cfg.trainer.precision,
             max_epochs=1,
             logger=False,
-            callbacks=[PeriodicCallback(periodic, lambda: collector.env_steps)],
+            callbacks=[PeriodicCallback(periodic)],
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,

@@ -214,6 +214,7 @@ def run(
             log_every=cfg.logger.every,
             checkpoint_every=cfg.checkpoint.every,
             stats=learner.stats,
+            epsilon=learner.epsilon,
             policy=learner.greedy,
             save_weights=save_weights,
             save_state=save_state,

@@ -1,7 +1,11 @@
 """The IterableDataset that streams minibatches into Lightning and drives data collection.
 
 Lightning pulls a batch; the stream first steps the collector until the next update is due
-(``train_freq`` agent steps per gradient step, none before ``learning_starts``), then samples.
+(``train_freq`` agent steps per gradient step, none before ``learning_starts``), then samples,
+and stamps the batch with the agent step it was sampled at (``env_steps``, a plain int). That
+stamp is the clock of everything the update decides: the target sync, the logs, evaluations and
+checkpoints. Lightning fetches the next batch before running this one, so the collector's own
+count is already one batch ahead when an update runs; the stamp is not.
 Iteration ends at ``total_steps`` agent steps or when a stop is requested (solved, Ctrl-C), which
 ends Lightning's single epoch cleanly. This is the first half of a DQN update; the second half
 (TD target, loss, optimizer step, target sync) is ``DQN.training_step`` in agents/dqn.py.
@@ -12,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import torch
 from torch.utils.data import IterableDataset
 
 from dqn_harness.collector import Collector
@@ -56,7 +59,7 @@ class ReplayStream(IterableDataset):
         self.n_step = n_step
         self.next_update = max(learning_starts, 1)  # agent step at which the next batch is due
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         collector = self.collector
         while True:
             while collector.env_steps < self.next_update or len(self.buffer) < self.batch_size:
@@ -66,7 +69,11 @@ class ReplayStream(IterableDataset):
             if self.should_stop():
                 return
             self.next_update += self.train_freq
-            yield self.buffer.sample(self.batch_size, self.n_step, collector.env_steps)
+            batch: dict[str, Any] = self.buffer.sample(
+                self.batch_size, self.n_step, collector.env_steps
+            )
+            batch["env_steps"] = collector.env_steps
+            yield batch
 
     def state_dict(self) -> dict[str, Any]:
         return {"next_update": self.next_update}
