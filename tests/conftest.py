@@ -53,6 +53,23 @@ def run_sweep(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     return run_cli("sweep.py", *args, cwd=cwd, **kwargs)
 
 
+def load_checkpoint(path: Path, env_steps: int | None = None) -> dict:
+    """A best/last weights file, loaded and checked: its keys, its agent step, finite weights."""
+    import torch
+
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    dqn = {"q_net", "target_net", "optimizer", "grad_steps", "env_steps", "config"}
+    tabular = {"states", "values", "env_steps", "config"}
+    assert dqn <= set(data) or tabular <= set(data), sorted(data)
+    if env_steps is not None:
+        assert data["env_steps"] == env_steps, (data["env_steps"], env_steps)
+    tensors = list(data["q_net"].values()) if "q_net" in data else [data["values"]]
+    if "target_net" in data:
+        tensors += list(data["target_net"].values())
+    assert tensors and all(torch.isfinite(t).all() for t in tensors)
+    return data
+
+
 @pytest.fixture
 def compose_config():
     return compose_cfg
