@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dqn_harness.compare import aggregate, iqm
+from dqn_harness.comparing.stats import aggregate, iqm
 from tests.conftest import run_cli, run_train
 
 QUIET = ("progress=false",)

@@ -1,0 +1,140 @@
+"""Compare local runs: learning curves over seeds (PNG) and a results table (markdown, CSV).
+
+``python compare.py [group=G] [tag=T] [env=E] [algo=A] [status=S] [KEY=VALUE ...] [by=K1,K2]
+[runs=DIR,...] [out=DIR]`` reads every run under ``runs`` (default ``outputs``) from the files each
+run leaves in its directory, so it needs no W&B account and no network: ``config.json`` (the flat
+config W&B also gets), ``summary.json`` and ``metrics.jsonl``.
+
+Runs that differ only in seed form one *config*. By default the configs are told apart by every
+config key whose value differs between the selected runs (``by=`` names them instead), ignoring
+keys that say how a run is watched rather than what it trains.
+
+Aggregation follows rliable (Agarwal et al., 2021): a point estimate over seeds with a 95%
+percentile-bootstrap band (seeds resampled). The point estimate is the interquartile mean (mean
+of the middle 50%) once a config has 5+ seeds, which is robust to one outlier seed, and the plain
+mean below that, where the IQM would discard too much. A curve is drawn where every seed has an
+evaluation; a run that stopped because it solved the env holds its last evaluation.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dqn_harness.comparing.report import markdown_table, plot, runs_csv, table_csv
+from dqn_harness.comparing.runs import (
+    EVAL_KEY,
+    OPTIONS,
+    SELECTORS,
+    CompareError,
+    Run,
+    find_runs,
+    label,
+    matches,
+    parse_value,
+    varying_keys,
+)
+from dqn_harness.comparing.stats import ConfigResult, summarize
+from dqn_harness.tracking import read_metrics
+
+
+def parse_args(
+    argv: list[str],
+) -> tuple[dict[str, list[str]], dict[str, list[Any]], dict[str, str]]:
+    selectors: dict[str, list[str]] = {}
+    values: dict[str, list[Any]] = {}
+    options: dict[str, str] = {}
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            raise CompareError(__doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else "")
+        key, sep, value = arg.partition("=")
+        if not sep or not key or not value:
+            raise CompareError(f"'{arg}': expected key=value (e.g. group=cartpole_dqn)")
+        if key in SELECTORS:
+            selectors[key] = value.split(",")
+        elif key in OPTIONS:
+            options[key] = value
+        elif value.startswith("["):
+            values[key] = [parse_value(value)]
+        else:
+            values[key] = [parse_value(v) for v in value.split(",")]
+    return selectors, values, options
+
+
+def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
+    selectors, values, options = parse_args(argv)
+    roots = [Path(p) for p in options.get("runs", "outputs").split(",")]
+    for root in roots:
+        if not root.is_dir():
+            raise CompareError(f"runs: '{root}' is not a directory")
+    runs, skipped = find_runs(roots)
+    where = " ".join(argv_filters(argv)) or "(no filters)"
+    known = {k for r in runs for k in r.config}
+    for key in values:
+        if runs and key not in known:
+            raise CompareError(f"{key}: no run under {_roots(roots)} has this config key")
+    chosen = [r for r in runs if matches(r, selectors, values)]
+    if not chosen:
+        groups = sorted({r.group for r in runs})
+        found = f"{len(runs)} runs found there" + (
+            f"; groups: {', '.join(groups)}" if groups else ""
+        )
+        if skipped:
+            found += f"; {skipped} run dirs without a readable config"
+        raise CompareError(f"no runs match {where} under {_roots(roots)} ({found})")
+    for run in chosen:
+        run.curve = read_metrics(run.path, EVAL_KEY)
+    chosen = [r for r in chosen if r.curve] or chosen
+    by = options["by"].split(",") if "by" in options else varying_keys(chosen)
+    unknown = [k for k in by if k not in known]
+    if unknown:
+        raise CompareError(f"by: no run has config key '{unknown[0]}'")
+    configs: dict[str, list[Run]] = {}
+    for run in chosen:
+        configs.setdefault(label(run, by), []).append(run)
+    rng = np.random.default_rng(0)
+    results = [summarize(name, rs, rng) for name, rs in sorted(configs.items())]
+    out = Path(options.get("out") or Path("outputs") / "compare" / _slug(where))
+    out.mkdir(parents=True, exist_ok=True)
+    thresholds = {r.summary.get("reward_threshold") for r in chosen}
+    threshold = thresholds.pop() if len(thresholds) == 1 else None
+    plot(results, out / "curves.png", where, threshold)
+    (out / "table.md").write_text(markdown_table(results))
+    (out / "table.csv").write_text(table_csv(results))
+    (out / "runs.csv").write_text(runs_csv(results))
+    return results, out
+
+
+def argv_filters(argv: list[str]) -> list[str]:
+    return [a for a in argv if a.partition("=")[0] not in OPTIONS]
+
+
+def _roots(roots: list[Path]) -> str:
+    return ", ".join(f"{r}/" for r in roots)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "all"
+
+
+def compare_main(argv: list[str]) -> int:
+    try:
+        results, out = compare(argv)
+    except CompareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown_table(results), end="")
+    short = [r.name for r in results if len(r.steps) and len(r.runs) > 1 and _cut_short(r)]
+    for name in short:
+        print(f"note: {name}: curve stops where its shortest unsolved run stops", file=sys.stderr)
+    print(f"\nwrote {out}/curves.png, table.md, table.csv, runs.csv")
+    return 0
+
+
+def _cut_short(res: ConfigResult) -> bool:
+    last = max(s for r in res.runs for s, _ in r.curve)
+    return bool(res.steps[-1] < last)

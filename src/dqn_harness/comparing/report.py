@@ -1,0 +1,101 @@
+"""What a comparison writes: the results table (markdown, CSV), per-seed rows, the curves PNG."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from dqn_harness.comparing.stats import ConfigResult
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown_table(results: list[ConfigResult]) -> str:
+    head = (
+        "| config | seeds | final eval return [95% CI] | best eval (mean) | solved "
+        "| steps to solve (median / max) | agent steps | steps/s |"
+    )
+    lines = [head, "|" + "---|" * 8]
+    for res in results:
+        r = res.row
+        final = f"{_fmt(r['final_eval_return'], 2)} ({r['estimator']})"
+        if r["n"] > 1:
+            final += f" [{_fmt(r['final_ci_low'], 2)}, {_fmt(r['final_ci_high'], 2)}]"
+        solve = f"{_fmt(r['steps_to_solve_median'], 0)} / {_fmt(r['steps_to_solve_max'])}"
+        lines.append(
+            f"| {r['config']} | {r['seeds']} | {final} | {_fmt(r['best_eval_return_mean'], 2)} "
+            f"| {r['solved']} | {solve} | {_fmt(r['env_steps_mean'], 0)} "
+            f"| {_fmt(r['sps_mean'], 0)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def runs_csv(results: list[ConfigResult]) -> str:
+    """One row per run: the numbers the config table aggregates, for checking and re-use."""
+    buf = io.StringIO()
+    fields = ["config", "seed", "status", "eval_return_mean", "best_eval_return"]
+    fields += ["solved_at_step", "env_steps", "sps", "wall_s", "run_dir"]
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    for res in results:
+        for run in res.runs:
+            row = {k: run.summary.get(k) for k in fields}
+            row.update(config=res.name, seed=run.seed, run_dir=str(run.path))
+            writer.writerow(row)
+    return buf.getvalue()
+
+
+def table_csv(results: list[ConfigResult]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(results[0].row))
+    writer.writeheader()
+    for res in results:
+        writer.writerow(res.row)
+    return buf.getvalue()
+
+
+def plot(results: list[ConfigResult], path: Path, title: str, threshold: float | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # the legend goes under the axes, where long config labels cannot cover the curves
+    entries = len(results) + (threshold is not None)
+    fig, ax = plt.subplots(figsize=(9, 5 + 0.22 * entries), dpi=120)
+    for i, res in enumerate(results):
+        color = f"C{i % 10}"
+        for run in res.runs:  # each seed, faint, so a lucky or broken seed is visible
+            xs, ys = zip(*run.curve, strict=True) if run.curve else ((), ())
+            ax.plot(xs, ys, color=color, alpha=0.18, linewidth=0.8)
+        if len(res.steps):
+            ax.plot(res.steps, res.curve[:, 0], color=color, linewidth=2, label=_legend(res))
+            ax.fill_between(res.steps, res.curve[:, 1], res.curve[:, 2], color=color, alpha=0.2)
+    if threshold is not None:
+        ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="solved")
+    ax.set_xlabel("agent steps")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _legend(res: ConfigResult) -> str:
+    n = len(res.runs)
+    if n == 1:  # one seed has no spread: claiming a band would mislead
+        return f"{res.name} (1 seed)"
+    return f"{res.name} ({res.row['estimator']} of {n} seeds, 95% CI)"

@@ -1,0 +1,160 @@
+"""Which runs to compare: find run dirs, read their config and summary, filter, label."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dqn_harness.tracking import CONFIG_FILE, flatten
+
+EVAL_KEY = "eval/return_mean"
+# Keys that say how a run is watched or named, not what it trains: never split configs.
+IGNORED_PREFIXES = (
+    "seed",
+    "run_name",
+    "resume",
+    "progress",
+    "logger.",
+    "checkpoint.",
+    "eval.video",
+    "trial",
+    "study",
+)
+SELECTORS = ("group", "tag", "env", "algo", "status")
+OPTIONS = ("by", "runs", "out")
+
+
+class CompareError(ValueError):
+    """Bad arguments or nothing to compare: one line for the user, exit 2."""
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def group(self) -> str:
+        return str(self.config.get("logger.group") or self.config.get("env.name"))
+
+    @property
+    def tags(self) -> list[str]:
+        tags = self.config.get("logger.tags") or []
+        return [*tags, str(self.config.get("env.name")), str(self.config.get("algo.name"))]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+
+def find_runs(roots: list[Path]) -> tuple[list[Run], int]:
+    """Every run dir under ``roots`` (recursively); also how many had no readable config."""
+    runs, skipped = [], 0
+    for root in roots:
+        for summary_path in sorted(root.rglob("summary.json")):
+            run_dir = summary_path.parent
+            try:
+                config = load_config(run_dir)
+                summary = json.loads(summary_path.read_text())
+            except (OSError, ValueError):
+                config = None
+            if config is None:
+                skipped += 1
+                continue
+            # a key added after the run was made had its default value in that run
+            runs.append(Run(run_dir, {**schema_defaults(), **config}, summary))
+    return runs, skipped
+
+
+@functools.cache
+def schema_defaults() -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from dqn_harness.config import Config
+
+    flat = flatten(OmegaConf.to_container(OmegaConf.structured(Config)))
+    return {k: v for k, v in flat.items() if v != "???"}
+
+
+def load_config(run_dir: Path) -> dict[str, Any] | None:
+    """``config.json``; runs from before it existed fall back to Hydra's saved config."""
+    path = run_dir / CONFIG_FILE
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    hydra_config = run_dir / ".hydra" / "config.yaml"
+    if not hydra_config.exists():
+        return None
+    from omegaconf import OmegaConf
+
+    # unresolved: `${now:...}` in run_name has no resolver outside Hydra, and no other key
+    # a comparison selects on is an interpolation
+    return flatten(OmegaConf.to_container(OmegaConf.load(hydra_config), resolve=False))
+
+
+def parse_value(text: str) -> Any:
+    """``0.001`` -> float, ``true`` -> bool, ``[64,64]`` -> list: as Hydra reads overrides."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def matches(run: Run, selectors: dict[str, list[str]], values: dict[str, list[Any]]) -> bool:
+    checks = {
+        "group": [run.group],
+        "tag": run.tags,
+        "env": [str(run.config.get("env.name")), str(run.config.get("env.id"))],
+        "algo": [str(run.config.get("algo.name"))],
+        "status": [str(run.summary.get("status"))],
+    }
+    for key, wanted in selectors.items():
+        if not set(wanted) & set(checks[key]):
+            return False
+    for key, wanted in values.items():
+        if key not in run.config or not any(same(run.config[key], w) for w in wanted):
+            return False
+    return True
+
+
+def varying_keys(runs: list[Run]) -> list[str]:
+    """Config keys whose values differ between runs (what makes two configs different)."""
+    keys = sorted({k for r in runs for k in r.config})
+    out = []
+    for key in keys:
+        if key.startswith(IGNORED_PREFIXES):
+            continue
+        values = {json.dumps(r.config.get(key), sort_keys=True) for r in runs}
+        if len(values) > 1:
+            out.append(key)
+    return out
+
+
+def label(run: Run, by: list[str]) -> str:
+    if not by:
+        return run.group
+    parts = []
+    for key in by:
+        value = run.config.get(key)
+        if isinstance(value, float):
+            parts.append(f"{key}={value:.4g}")
+        elif isinstance(value, str):
+            parts.append(f"{key}={value}")
+        else:  # true/false/null/[..] as they are written on the command line
+            parts.append(f"{key}={json.dumps(value)}")
+    return " ".join(parts)
