@@ -62,7 +62,7 @@ def test_target_syncs_on_the_batch_clock_under_a_real_trainer():
     batches stamped 100, 200 and 300, each time to a copy of the online net after that update,
     and stay frozen in between while the online net learns at every update."""
     import pytorch_lightning as pl
-    from torch.utils.data import IterableDataset
+    from torch.utils.data import DataLoader, IterableDataset
 
     torch.manual_seed(0)
     module = DQN(MLP(gym.spaces.Box(-1, 1, (4,)), 2, [16]), gamma=0.99, lr=1e-2, target_sync=100)
@@ -93,7 +93,6 @@ def test_target_syncs_on_the_batch_clock_under_a_real_trainer():
     def same(a, b):
         return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
-    module.dataset = Stream()
     target = params(module.target_net)
     pl.Trainer(
         accelerator="cpu",
@@ -103,7 +102,7 @@ def test_target_syncs_on_the_batch_clock_under_a_real_trainer():
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-    ).fit(module)
+    ).fit(module, DataLoader(Stream(), batch_size=None))
     assert [s for s, _, _ in seen] == steps and module.trainer.global_step == len(steps)
     assert all(not p.requires_grad for p in module.target_net.parameters())
     synced_at = []

@@ -185,6 +185,7 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
         "rewards": torch.randn(32),
         "terminated": torch.zeros(32),
         "truncated": torch.zeros(32),
+        "env_steps": 0,  # the clock a batch carries (ReplayStream stamps it)
     }
     n_updates = 1500
 
@@ -203,7 +204,6 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
 
     def lightning_ms() -> float:
         m, stream = module(), Stream()
-        m.train_dataloader = lambda: DataLoader(stream, batch_size=None)  # type: ignore[method-assign]
         pl.Trainer(
             accelerator="cpu",
             max_epochs=1,
@@ -211,7 +211,7 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
-        ).fit(m)
+        ).fit(m, DataLoader(stream, batch_size=None))
         t = stream.times[100:]
         return 1e3 * (t[-1] - t[0]) / (len(t) - 1)
 

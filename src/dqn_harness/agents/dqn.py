@@ -22,7 +22,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset
 
 from dqn_harness.errors import Diverged
 from dqn_harness.schedules import TargetSync
@@ -43,6 +42,8 @@ class DQN(pl.LightningModule):
         target_sync: agent steps between hard copies of the online net into the target.
         double: Double DQN (the online net picks the next action, the target net values it).
         max_grad_norm: clip the gradient's global norm to this (``None``: no clipping).
+        priority_update: prioritized replay's hook, called with each batch's indices and
+            |TD errors| (``ReplayBuffer.update_priorities``).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class DQN(pl.LightningModule):
         target_sync: int = 1000,
         double: bool = False,
         max_grad_norm: float | None = None,
+        priority_update: Callable[[np.ndarray, np.ndarray], None] | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the update is written out in training_step
@@ -72,10 +74,8 @@ class DQN(pl.LightningModule):
         self.double_dqn = double
         self.max_grad_norm = max_grad_norm
         self.sync = TargetSync(target_sync)
-        # prioritized replay: called with a batch's indices and |TD errors| after its loss
-        self.priority_update: Callable[[np.ndarray, np.ndarray], None] | None = None
+        self.priority_update = priority_update
         self.env_steps = 0  # the agent step the current batch was sampled at (its clock)
-        self.dataset: IterableDataset | None = None  # the batch stream (training/stream.py)
         self.stats = torch.zeros(3)  # running sums of loss and q, and the update count
         self.grad_offset = 0  # gradient steps taken before a resume
         self.optimizer_state: dict[str, Any] | None = None  # restored once the trainer has one
@@ -83,6 +83,12 @@ class DQN(pl.LightningModule):
     @property
     def grad_steps(self) -> int:
         return self.grad_offset + self.trainer.global_step
+
+    def resume(self, *, grad_steps: int, optimizer_state: dict[str, Any] | None) -> None:
+        """Continue a checkpointed run: its gradient-step count, and Adam's state once the
+        trainer has built the optimizer (``on_train_start``)."""
+        self.grad_offset = grad_steps
+        self.optimizer_state = optimizer_state
 
     def on_train_start(self) -> None:
         if self.optimizer_state is not None:
@@ -192,7 +198,3 @@ class DQN(pl.LightningModule):
         return torch.optim.Adam(
             self.q_net.parameters(), lr=self.lr, eps=self.adam_eps, fused=self.fused
         )
-
-    def train_dataloader(self) -> DataLoader:
-        assert self.dataset is not None, "set module.dataset before fitting"
-        return DataLoader(self.dataset, batch_size=None, num_workers=0)

@@ -33,7 +33,7 @@ class Periodic:
         epsilon: agent step -> exploration, logged with the statistics.
         policy: the greedy policy evaluated.
         save_weights: writes a best/last weights file to the given path.
-        save_state: writes the resumable state.
+        save_state: writes the resumable state, given these cadences' own state.
         check: raises ``Diverged`` before anything is written, if the learner has diverged.
     """
 
@@ -48,7 +48,7 @@ class Periodic:
         epsilon: Callable[[int], float],
         policy: Policy,
         save_weights: Callable[[Path], None],
-        save_state: Callable[[], None],
+        save_state: Callable[[dict[str, Any]], None],
         check: Callable[[], None] = lambda: None,
     ) -> None:
         self.tracker = tracker
@@ -72,7 +72,7 @@ class Periodic:
             self.evaluator.run(env_steps, self.policy, self.save_weights)
         if self.checkpoint.due(env_steps):
             self.check()
-            self.save_state()
+            self.save_state(self.state_dict())
 
     def state_dict(self) -> dict[str, Any]:
         return {"log": self.log.state_dict(), "checkpoint": self.checkpoint.state_dict()}

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 from gymnasium.vector import VectorEnv
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch.utils.data import DataLoader
 
 from dqn_harness.agents.dqn import DQN
 from dqn_harness.collector import Collector
@@ -51,6 +52,12 @@ class DQNLearner:
             cfg.trainer.channels_last,
             cfg.model.dueling,
         )
+        self.buffer = make_replay(
+            cfg,
+            obs_space.shape,  # type: ignore[arg-type]
+            obs_space.dtype,
+            cfg.env.frame_stack if is_atari(cfg.env.id) else None,
+        )
         self.module = DQN(
             q_net,
             gamma=cfg.algo.gamma,
@@ -63,15 +70,8 @@ class DQNLearner:
             target_sync=cfg.schedule.target_sync,
             double=cfg.algo.double,
             max_grad_norm=cfg.algo.max_grad_norm,
+            priority_update=self.buffer.update_priorities if self.buffer.prioritized else None,
         )
-        self.buffer = make_replay(
-            cfg,
-            obs_space.shape,  # type: ignore[arg-type]
-            obs_space.dtype,
-            cfg.env.frame_stack if is_atari(cfg.env.id) else None,
-        )
-        if self.buffer.prioritized:
-            self.module.priority_update = self.buffer.update_priorities
         self.epsilon = EpsilonSchedule.from_config(cfg.schedule.epsilon)
         self.trainer: pl.Trainer | None = None
         self.stream: ReplayStream | None = None
@@ -106,8 +106,7 @@ class DQNLearner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.q_net.load_state_dict(state["q_net"])
         self.module.target_net.load_state_dict(state["target_net"])
-        self.module.optimizer_state = state["optimizer"]
-        self.module.grad_offset = state["grad_steps"]
+        self.module.resume(grad_steps=state["grad_steps"], optimizer_state=state["optimizer"])
         self.module.sync.load_state_dict(state["sync"])
         self.stream_state = state["stream"]
 
@@ -134,7 +133,6 @@ class DQNLearner:
                 stream.load_state_dict(self.stream_state)
             else:  # resumed without its replay: collect learning_starts steps before updating
                 stream.next_update = collector.env_steps + cfg.learning_starts
-        self.module.dataset = stream
         self.trainer = pl.Trainer(
             accelerator=cfg.trainer.accelerator,
             devices=cfg.trainer.devices,
@@ -149,7 +147,7 @@ class DQNLearner:
             default_root_dir=str(periodic.evaluator.ckpt_dir.parent),
         )
         try:
-            self.trainer.fit(self.module)
+            self.trainer.fit(self.module, DataLoader(stream, batch_size=None, num_workers=0))
         except SIGTERMException:
             # Lightning chains our SIGTERM handler (the stop flag is set) but then ends fit with
             # its own SystemExit; finish exactly as after Ctrl-C: checkpoint, summary, exit 143.

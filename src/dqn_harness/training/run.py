@@ -189,7 +189,7 @@ def run(
             weights = {**learner.weights(), "env_steps": collector.env_steps, "config": config}
             save_atomic(weights, path, torch.save)
 
-        def save_state() -> None:
+        def save_state(cadences: dict[str, Any]) -> None:
             """Everything resume needs, composed from each component's own state."""
             state = {
                 "env_steps": collector.env_steps,
@@ -198,7 +198,7 @@ def run(
                 "rng": rng_states(),
                 "learner": learner.state_dict(),
                 "collector": collector.state_dict(),
-                "cadences": periodic.state_dict(),
+                "cadences": cadences,
                 "evaluator": evaluator.state_dict(),
                 "tracker": tracker.state_dict(),
             }
@@ -227,7 +227,7 @@ def run(
             learner.fit(collector, periodic, stop, lambda: stop.is_set() or evaluator.should_stop)
             learner.check_finite()  # nothing diverged is evaluated or written
             evaluator.finish(collector.env_steps, learner.greedy, save_weights, stop.is_set())
-            save_state()
+            save_state(periodic.state_dict())
             extra = {**learner.summary(), "last_checkpoint": str(evaluator.ckpt_dir / "last.pt")}
             if stop.is_set():
                 status = "interrupted"
