@@ -267,3 +267,31 @@ def test_gpu_training_smoke(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert summary_of(run_dir)["grad_steps"] >= 2000
+
+
+def test_a_users_own_network_plugs_in_with_target(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=cartpole",
+        "model._target_=tests.custom_net.TinyQ",
+        "total_steps=1500",
+        "learning_starts=500",
+        "eval.every=1000",
+        "eval.episodes=2",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt", env_steps=1500)
+    assert set(last["q_net"]) == {"body.0.weight", "body.0.bias", "q.weight", "q.bias"}
+    assert last["config"]["model"]["_target_"] == "tests.custom_net.TinyQ"
+    for target, problem in (
+        ("tests.custom_net.Nope", "cannot import"),
+        ("torch.optim.Adam", "is not a torch.nn.Module class"),
+    ):
+        proc = run_train("env=cartpole", f"model._target_={target}", cwd=tmp_path, timeout=120)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith("error: model._target_: ") and problem in lines[0]

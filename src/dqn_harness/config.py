@@ -59,6 +59,9 @@ class ModelConfig:
     name: str = "nature_cnn"  # nature_cnn | mlp
     hidden: list[int] = field(default_factory=lambda: [512])  # dense widths after the trunk
     dueling: bool = False  # value + advantage streams (model=dueling_cnn / dueling_mlp)
+    # your own network class, e.g. my_pkg.nets.MyNet, built as
+    # cls(obs_space=..., n_actions=..., hidden=..., dueling=...) instead of `name`'s
+    _target_: str | None = None
 
 
 @dataclass
@@ -303,7 +306,11 @@ def validate(cfg: DictConfig) -> None:
                 "algo", f"tabular needs a discrete observation space; {cfg.env.id} has {space}"
             )
         return
-    if cfg.model.name == "nature_cnn" and not is_atari(cfg.env.id):
+    if cfg.model._target_ is not None:
+        from dqn_harness.nets import network_class
+
+        network_class(cfg.model._target_)
+    elif cfg.model.name == "nature_cnn" and not is_atari(cfg.env.id):
         raise ConfigError("model", f"nature_cnn needs Atari frames; use model=mlp for {cfg.env.id}")
     if cfg.learning_starts < cfg.batch_size:
         raise ConfigError(

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dqn_harness.errors import ConfigError
+
 
 class NatureCNN(nn.Module):
     """Mnih et al. 2015: 3 conv + 2 dense layers over a (stack, 84, 84) uint8 observation."""
@@ -99,6 +101,20 @@ def q_head(in_dim: int, hidden: Sequence[int], n_actions: int, dueling: bool) ->
     return nn.Sequential(*shared, DuelingHead(in_dim, hidden[-1], n_actions))
 
 
+def network_class(target: str) -> type[nn.Module]:
+    """The class ``model._target_`` names, or a ConfigError saying why it cannot be used."""
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(target)
+    except Exception as exc:  # noqa: BLE001 (ImportError, AttributeError, ValueError, ...)
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ConfigError("model._target_", f"cannot import '{target}' ({reason})") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError("model._target_", f"'{target}' is not a torch.nn.Module class")
+    return cls
+
+
 def build_q_net(
     name: str,
     obs_space: gym.Space,
@@ -106,7 +122,17 @@ def build_q_net(
     hidden: Sequence[int],
     channels_last: bool = False,
     dueling: bool = False,
+    target: str | None = None,
 ) -> nn.Module:
+    """The Q-network ``model.*`` describes: a shipped one by ``name``, or ``model._target_``.
+
+    A user's class plugs in without editing the package: it gets the observation space (its
+    observations arrive as stored, uint8 frames included, so it scales them itself), the
+    number of actions and the ``hidden``/``dueling`` settings, and returns Q-values (B, A).
+    """
+    if target is not None:
+        cls = network_class(target)
+        return cls(obs_space=obs_space, n_actions=n_actions, hidden=list(hidden), dueling=dueling)
     if name == "nature_cnn":
         in_channels = obs_space.shape[0]  # type: ignore[index]
         return NatureCNN(in_channels, n_actions, hidden, channels_last, dueling)

@@ -40,6 +40,7 @@ COMPATIBLE_KEYS = (
     "env.frame_stack",
     "env.num_envs",
     "model.name",
+    "model._target_",
     "model.hidden",
     "model.dueling",
     "buffer.sampler",  # a prioritized replay file carries its priorities; a uniform one has none

@@ -51,6 +51,7 @@ class DQNLearner:
             cfg.model.hidden,
             cfg.trainer.channels_last,
             cfg.model.dueling,
+            cfg.model._target_,
         )
         self.buffer = make_replay(
             cfg,
