@@ -19,5 +19,5 @@ PY=${PYTHON:-python}
   done
 } | xargs -P 2 -I{} sh -c "$PY train.py {} progress=false > /dev/null 2>&1 || echo 'failed: {}'"
 $PY compare.py group=cartpole_dqn,cartpole_extensions \
-  by=algo.double,model.dueling,algo.n_step,buffer.name out=experiments/extensions
+  by=algo.double,model.dueling,algo.n_step,buffer.sampler out=experiments/extensions
 $PY compare.py group=cartpole_dqn out=experiments/results/cartpole_dqn
