@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from .conftest import ROOT, load_checkpoint, run_train
 
@@ -295,3 +296,30 @@ def test_a_users_own_network_plugs_in_with_target(tmp_path):
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
         assert lines[0].startswith("error: model._target_: ") and problem in lines[0]
+
+
+def test_a_solved_dqn_run_stops_at_the_evaluation_that_solved_it(tmp_path):
+    """Lightning has fetched the next batch when the solving evaluation runs; training on it
+    would change the policy the evaluation just judged (and an extra final evaluation would
+    then be due). The run must stop with the judged weights."""
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=cartpole",
+        "env.reward_threshold=5",  # any policy balances 5 steps: solved at the first evaluation
+        "total_steps=5000",
+        "learning_starts=500",
+        "eval.every=1000",
+        "eval.episodes=2",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = summary_of(run_dir)
+    assert s["status"] == "solved" and s["solved_at_step"] == 1000 and s["evaluations"] == 1
+    assert s["grad_steps"] == 1000 - 500 + 1  # one update per agent step from 500 to 1000
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    for key, value in best["q_net"].items():
+        assert torch.equal(value, last["q_net"][key]), key

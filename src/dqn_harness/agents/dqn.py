@@ -75,7 +75,7 @@ class DQN(pl.LightningModule):
         self.max_grad_norm = max_grad_norm
         self.sync = TargetSync(target_sync)
         self.priority_update = priority_update
-        self.env_steps = 0  # the agent step the current batch was sampled at (its clock)
+        self.env_steps: int | None = None  # the agent step the current batch was sampled at
         self.stats = torch.zeros(3)  # running sums of loss and q, and the update count
         self.grad_offset = 0  # gradient steps taken before a resume
         self.optimizer_state: dict[str, Any] | None = None  # restored once the trainer has one
@@ -174,7 +174,7 @@ class DQN(pl.LightningModule):
         return loss
 
     def _diverged(self, what: str) -> None:
-        raise Diverged(what, self.env_steps, self.grad_steps)
+        raise Diverged(what, self.env_steps or 0, self.grad_steps)
 
     def check_finite(self) -> list[float]:
         """Raise Diverged if any loss or Q since the last log was non-finite; return the sums.

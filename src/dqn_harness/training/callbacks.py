@@ -83,10 +83,16 @@ class Periodic:
 
 
 class PeriodicCallback(pl.Callback):
-    """Runs the run's cadences after every DQN update, at the agent step its batch carries."""
+    """Runs the run's cadences after every DQN update, at the agent step its batch carries.
 
-    def __init__(self, periodic: Periodic) -> None:
+    When ``done()`` says the run is over (solved, pruned, Ctrl-C) it stops the Trainer at once:
+    Lightning has already fetched the next batch, and training on it would change the policy
+    the last evaluation just judged.
+    """
+
+    def __init__(self, periodic: Periodic, done: Callable[[], bool]) -> None:
         self.periodic = periodic
+        self.done = done
 
     def on_train_batch_end(
         self,
@@ -97,3 +103,5 @@ class PeriodicCallback(pl.Callback):
         batch_idx: int,
     ) -> None:
         self.periodic.after(int(batch["env_steps"]))
+        if self.done():
+            trainer.should_stop = True

@@ -111,6 +111,11 @@ class DQNLearner:
         self.module.sync.load_state_dict(state["sync"])
         self.stream_state = state["stream"]
 
+    @property
+    def policy_step(self) -> int | None:
+        """The agent step of the batch the policy last learned from (None before any update)."""
+        return self.module.env_steps
+
     def summary(self) -> dict[str, Any]:
         return {"grad_steps": self.module.grad_steps, "replay_bytes": self.buffer.nbytes}
 
@@ -140,7 +145,7 @@ class DQNLearner:
             precision=cfg.trainer.precision,
             max_epochs=1,
             logger=False,
-            callbacks=[PeriodicCallback(periodic)],
+            callbacks=[PeriodicCallback(periodic, done)],
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,

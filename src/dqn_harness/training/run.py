@@ -55,6 +55,8 @@ class Learner(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
     def summary(self) -> dict[str, Any]: ...
+    @property
+    def policy_step(self) -> int | None: ...  # agent step of the last update (None: collector's)
     def fit(
         self, collector: Collector, periodic: Periodic, stop: StopFlag, done: Callable[[], bool]
     ) -> None: ...
@@ -226,7 +228,10 @@ def run(
         try:
             learner.fit(collector, periodic, stop, lambda: stop.is_set() or evaluator.should_stop)
             learner.check_finite()  # nothing diverged is evaluated or written
-            evaluator.finish(collector.env_steps, learner.greedy, save_weights, stop.is_set())
+            # the final policy is judged at the step it last learned at: not again if the last
+            # evaluation already saw it (a solved run), whatever the collector fetched since
+            step = learner.policy_step if learner.policy_step is not None else collector.env_steps
+            evaluator.finish(step, learner.greedy, save_weights, stop.is_set())
             save_state(periodic.state_dict())
             extra = {**learner.summary(), "last_checkpoint": str(evaluator.ckpt_dir / "last.pt")}
             if stop.is_set():

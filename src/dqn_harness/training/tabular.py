@@ -58,6 +58,8 @@ class TabularLearner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.table.load_state_dict(state)
 
+    policy_step = None  # the table learns at every step: the collector's count is its clock
+
     def summary(self) -> dict[str, Any]:
         return {"states_visited": len(self.table.rows)}
 
