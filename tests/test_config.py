@@ -85,6 +85,11 @@ def test_run_name_pattern():
         (["model=dueling_mlp", "model.hidden=[]"], "model.hidden"),
         (["eval.video_every=0"], "eval.video_every"),
         (["trainer.threads=0"], "trainer.threads"),
+        (["trainer.precision=16-mixed"], "trainer.precision"),
+        (["trainer.precision=bf16-true"], "trainer.precision"),
+        (["trainer.precision=64-true"], "trainer.precision"),
+        (["trainer.devices=2"], "trainer.devices"),
+        (["trainer.accelerator=tpu"], "trainer.accelerator"),
     ],
 )
 def test_validate_names_the_bad_key(overrides, key):
@@ -134,3 +139,24 @@ def test_cli_rejects_output_dirs_it_cannot_write(tmp_path):
         assert "Traceback" not in proc.stderr
     assert blocker.read_text() == "keep me"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_gpu_that_is_not_there_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    proc = run_train("env=cartpole", "trainer=gpu", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: trainer.accelerator: no CUDA device")
+    assert not (tmp_path / "r").exists()
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    from dqn_harness.perf import native_bf16
+
+    assert native_bf16("processor : 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
+    assert native_bf16("flags : fpu amx_bf16 amx_tile\n")
+    assert not native_bf16("flags : fpu sse2 avx2 avx512f avx512bw\n")
+    assert not native_bf16("")

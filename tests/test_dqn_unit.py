@@ -187,3 +187,66 @@ def test_allocator_tuning_takes_effect_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert tune_allocator()
+
+
+def test_bf16_mixed_computes_in_bf16_but_keeps_fp32_weights_target_and_loss():
+    """trainer.precision=bf16-mixed under a real Trainer: the networks' matrix work runs in
+    bf16 (autocast), while the weights Adam updates, the TD target and the loss stay fp32, and
+    a fused Adam with gradient clipping is accepted (Lightning's own clipping refuses it)."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, IterableDataset
+
+    torch.manual_seed(0)
+    module = DQN(
+        MLP(gym.spaces.Box(-1, 1, (4,)), 2, [16]),
+        gamma=0.99,
+        lr=1e-2,
+        fused=True,
+        max_grad_norm=1.0,
+        target_sync=50,
+    )
+    batch = {
+        "obs": torch.randn(32, 4),
+        "actions": torch.randint(0, 2, (32,)),
+        "rewards": torch.randn(32),
+        "next_obs": torch.randn(32, 4),
+        "terminated": torch.zeros(32),
+        "truncated": torch.zeros(32),
+    }
+    seen: dict[str, set] = {"q": set(), "target": set(), "loss": set()}
+    module.q_net.register_forward_hook(lambda m, i, o: seen["q"].add(o.dtype))
+    original = module.td_target
+
+    def td_target(b):
+        y = original(b)
+        seen["target"].add(y.dtype)
+        return y
+
+    module.td_target = td_target  # type: ignore[method-assign]
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            for s in range(1, 101):
+                yield {**batch, "env_steps": s}
+
+    class Losses(pl.Callback):
+        def on_train_batch_end(self, trainer, m, outputs, b, batch_idx):
+            seen["loss"].add(outputs["loss"].dtype)
+
+    before = [p.detach().clone() for p in module.q_net.parameters()]
+    pl.Trainer(
+        accelerator="cpu",
+        precision="bf16-mixed",
+        max_epochs=1,
+        logger=False,
+        callbacks=[Losses()],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(module, DataLoader(Stream(), batch_size=None))
+    assert seen == {"q": {torch.bfloat16}, "target": {torch.float32}, "loss": {torch.float32}}
+    assert all(p.dtype == torch.float32 for p in module.q_net.parameters())
+    assert all(p.dtype == torch.float32 for p in module.target_net.parameters())
+    after = list(module.q_net.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    assert module.trainer.global_step == 100

@@ -323,3 +323,28 @@ def test_a_solved_dqn_run_stops_at_the_evaluation_that_solved_it(tmp_path):
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     for key, value in best["q_net"].items():
         assert torch.equal(value, last["q_net"][key]), key
+
+
+def test_bf16_mixed_trains_or_falls_back_with_a_warning(tmp_path):
+    from dqn_harness.perf import native_bf16
+
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=cartpole",
+        "trainer.precision=bf16-mixed",
+        "total_steps=1500",
+        "learning_starts=500",
+        "eval.every=1500",
+        "eval.episodes=2",
+        "logger=csv",
+        "logger.every=250",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fell_back = "training in 32-true" in proc.stderr
+    assert fell_back == (not native_bf16()), proc.stderr[-2000:]
+    losses = [float(r["train/loss"]) for r in metrics_of(run_dir) if r.get("train/loss")]
+    assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
+    assert summary_of(run_dir)["grad_steps"] == 1001

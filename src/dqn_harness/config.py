@@ -111,8 +111,10 @@ class LoggerConfig:
 
 @dataclass
 class TrainerConfig:
-    accelerator: str = "cpu"
-    devices: int = 1
+    accelerator: str = "cpu"  # cpu | gpu (one CUDA device)
+    devices: int = 1  # one device: the replay and the envs live in the training process
+    # 32-true | bf16-mixed (bf16 matrix work under autocast; fp32 weights, TD target and loss;
+    # on a CPU without native bf16 it falls back to 32-true with a warning)
     precision: str = "32-true"
     channels_last: bool = False  # NHWC convolutions (oneDNN on CPU: ~13% faster Nature-CNN updates)
     threads: int | None = None  # torch CPU threads (None: 1 for mlp/tabular, torch's default else)
@@ -208,6 +210,8 @@ EXPLORES = ("epsilon", "random")
 LOGGERS = ("wandb", "tensorboard", "csv", "none")
 WANDB_MODES = ("auto", "online", "offline")
 JOB_TYPES = ("train", "trial", "eval")
+ACCELERATORS = ("cpu", "gpu")
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
@@ -283,6 +287,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("env.noop_max", f"must be >= 0, got {cfg.env.noop_max}")
     if cfg.trainer.threads is not None:
         _positive("trainer.threads", cfg.trainer.threads)
+    _check_trainer(cfg.trainer)
     if cfg.algo.max_grad_norm is not None:
         _positive("algo.max_grad_norm", cfg.algo.max_grad_norm)
     if any(h <= 0 for h in cfg.model.hidden):
@@ -318,6 +323,36 @@ def validate(cfg: DictConfig) -> None:
             f"{cfg.learning_starts} is smaller than batch_size ({cfg.batch_size})",
         )
     _check_replay_memory(cfg, space)
+
+
+def _check_trainer(trainer: Any) -> None:
+    """Only what is offered and tested; a GPU that is not there is named before Lightning
+    fails on it with a traceback."""
+    _choice("trainer.accelerator", trainer.accelerator, ACCELERATORS)
+    if trainer.precision not in PRECISIONS:
+        why = (
+            " (fp16 needs a loss scaler and half weights lose small TD updates; bf16-mixed "
+            "keeps fp32 weights and needs no scaler)"
+            if str(trainer.precision).startswith(("16", "bf16"))
+            else ""
+        )
+        raise ConfigError(
+            "trainer.precision",
+            f"'{trainer.precision}' is not one of {', '.join(PRECISIONS)}{why}",
+        )
+    if trainer.devices != 1:
+        raise ConfigError(
+            "trainer.devices",
+            f"must be 1, got {trainer.devices} (replay and envs live in the training process)",
+        )
+    if trainer.accelerator == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "trainer.accelerator",
+                f"no CUDA device is available to this torch ({torch.__version__}); use trainer=cpu",
+            )
 
 
 def _check_replay_memory(cfg: DictConfig, space: Any) -> None:

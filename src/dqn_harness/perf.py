@@ -32,3 +32,33 @@ def tune_allocator() -> bool:
         )
     except (OSError, AttributeError):
         return False
+
+
+def native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AVX512-BF16 or AMX-BF16).
+
+    Elsewhere PyTorch emulates bf16 through fp32 conversions, which is slower than fp32 itself,
+    so ``bf16-mixed`` only pays where this is True. ``cpuinfo``: /proc/cpuinfo's text (read
+    when not given; False where it cannot be read).
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def training_precision(accelerator: str, precision: str) -> tuple[str, str | None]:
+    """The precision to train in, and a warning when the requested one falls back."""
+    if precision == "bf16-mixed" and accelerator == "cpu" and not native_bf16():
+        return "32-true", (
+            "warning: trainer.precision=bf16-mixed: this CPU has no native bf16 (avx512_bf16 or "
+            "amx_bf16), where it is slower than fp32; training in 32-true"
+        )
+    return precision, None

@@ -121,11 +121,12 @@ class DQN(pl.LightningModule):
         else:
             returns, discount = rewards, torch.full_like(rewards, self.gamma)
         next_obs = batch["next_obs"]
+        # .float(): under bf16 autocast the networks answer in bf16; the target stays fp32
         if self.double_dqn:
             next_actions = self.q_net(next_obs).argmax(dim=1, keepdim=True)
-            next_q = self.target_net(next_obs).gather(1, next_actions).squeeze(1)
+            next_q = self.target_net(next_obs).float().gather(1, next_actions).squeeze(1)
         else:
-            next_q = self.target_net(next_obs).max(dim=1).values
+            next_q = self.target_net(next_obs).float().max(dim=1).values
         return returns + discount * (1.0 - batch["terminated"]) * next_q
 
     def td_loss(
@@ -133,8 +134,8 @@ class DQN(pl.LightningModule):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss, Q(s, a) and the TD errors; prioritized batches weight each sample's loss."""
         target = self.td_target(batch)
-        q = self.q_net(batch["obs"]).gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
-        losses = self.loss_fn(q, target, reduction="none")
+        q = self.q_net(batch["obs"]).float().gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
+        losses = self.loss_fn(q, target, reduction="none")  # fp32, whatever the precision
         if "weights" in batch:
             losses = losses * batch["weights"]
         return losses.mean(), q, (target - q).detach()
@@ -158,11 +159,9 @@ class DQN(pl.LightningModule):
         optimizer.zero_grad()  # type: ignore[union-attr]
         self.manual_backward(loss)
         if self.max_grad_norm is not None:
-            self.clip_gradients(
-                optimizer,  # type: ignore[arg-type]
-                gradient_clip_val=self.max_grad_norm,
-                gradient_clip_algorithm="norm",
-            )
+            # the fp32 master gradients (no loss scaler in 32-true or bf16-mixed), clipped by
+            # torch itself: Lightning's mixed-precision plugin refuses to clip for a fused Adam
+            nn.utils.clip_grad_norm_(self.q_net.parameters(), self.max_grad_norm)
         optimizer.step()  # type: ignore[union-attr]
 
         if self.sync.due(self.env_steps):

@@ -7,6 +7,7 @@ only wires them to the env, Lightning's Trainer and the run's cadences.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from dqn_harness.agents.dqn import DQN
 from dqn_harness.collector import Collector
 from dqn_harness.envs import is_atari
 from dqn_harness.nets import build_q_net
+from dqn_harness.perf import training_precision
 from dqn_harness.replay import make_replay
 from dqn_harness.schedules import EpsilonSchedule
 from dqn_harness.training.callbacks import Periodic, PeriodicCallback
@@ -64,8 +66,7 @@ class DQNLearner:
             gamma=cfg.algo.gamma,
             lr=cfg.optim.lr,
             adam_eps=cfg.optim.eps,
-            # AMP's gradient scaler cannot unscale inside a fused step (Lightning refuses it).
-            fused=cfg.optim.fused and cfg.trainer.precision != "16-mixed",
+            fused=cfg.optim.fused,
             loss=cfg.algo.loss,
             reward_clip=cfg.algo.reward_clip,
             target_sync=cfg.schedule.target_sync,
@@ -74,6 +75,9 @@ class DQNLearner:
             priority_update=self.buffer.update_priorities if self.buffer.prioritized else None,
         )
         self.epsilon = EpsilonSchedule.from_config(cfg.schedule.epsilon)
+        self.precision, warning = training_precision(cfg.trainer.accelerator, cfg.trainer.precision)
+        if warning:
+            print(warning, file=sys.stderr)
         self.trainer: pl.Trainer | None = None
         self.stream: ReplayStream | None = None
         self.stream_state: dict[str, Any] | None = None  # from a checkpoint, applied in fit
@@ -142,7 +146,7 @@ class DQNLearner:
         self.trainer = pl.Trainer(
             accelerator=cfg.trainer.accelerator,
             devices=cfg.trainer.devices,
-            precision=cfg.trainer.precision,
+            precision=self.precision,  # type: ignore[arg-type]
             max_epochs=1,
             logger=False,
             callbacks=[PeriodicCallback(periodic, done)],
