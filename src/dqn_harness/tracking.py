@@ -26,6 +26,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, Wand
 from tqdm import tqdm
 
 from dqn_harness.files import write_text_atomic
+from dqn_harness.progress import Pace, duration
 
 STEP_METRIC = "env_steps"
 METRIC_PREFIXES = ("train", "eval", "perf")
@@ -202,17 +203,19 @@ class Tracker:
         self.env_steps = 0
         self.epsilon = 1.0
         self._rate_mark = (self.start, 0)
-        self.bar_sps = 0.0
         self._bar_time = 0.0
-        self._bar_steps: int | None = None
+        self.pace = Pace()
+        self.warmup_steps = cfg.learning_starts if cfg.algo.name == "dqn" else 0
         self.bar = tqdm(
             total=cfg.total_steps,
             unit="step",
             dynamic_ncols=True,
             disable=not progress,
             mininterval=0.5,
-            smoothing=0.1,
             file=sys.stderr,
+            # tqdm's own rate and time left average over the whole run (warm-up included):
+            # the postfix carries the recent pace and the time left instead
+            bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
         )
 
         if resume:
@@ -255,19 +258,24 @@ class Tracker:
         self.epsilon = epsilon
         now = time.perf_counter()
         if now - self._bar_time > 0.5:
-            t0, s0 = self._bar_time, self._bar_steps
-            if s0 is not None and env_steps > s0:  # recent rate, smoothed over ~10 redraws
-                rate = (env_steps - s0) / (now - t0)
-                self.bar_sps = rate if self.bar_sps == 0 else 0.9 * self.bar_sps + 0.1 * rate
-            self._bar_time, self._bar_steps = now, env_steps
+            self._bar_time = now
+            # DQN's first learning_starts steps only collect; their pace says nothing of the rest
+            phase = "warm-up" if env_steps < self.warmup_steps else "learning"
+            self.pace.mark(now, env_steps, phase)
             self.bar.n = min(env_steps, self.bar.total)
             ret = (
                 sum(self.recent_returns) / len(self.recent_returns)
                 if self.recent_returns
                 else float("nan")
             )
+            left = (
+                duration(self.pace.seconds_left(self.bar.total - self.bar.n))
+                if phase == "learning"
+                else "?"
+            )
             self.bar.set_postfix_str(
-                f"return={ret:.2f} eps={epsilon:.3f} sps={self.bar_sps:.0f}", refresh=False
+                f"{phase} return={ret:.2f} eps={epsilon:.3f} sps={self.pace.rate:.0f} left={left}",
+                refresh=False,
             )
             self.bar.refresh()
 

@@ -1,0 +1,52 @@
+"""The progress bar's pace and time left follow the current phase's recent speed."""
+
+from __future__ import annotations
+
+import pytest
+
+from dqn_harness.progress import Pace, duration
+
+from .conftest import run_train
+
+
+def test_time_left_ignores_the_warm_up_and_counts_evaluation_pauses():
+    pace = Pace(window=300.0)
+    t = 0.0
+    for step in range(0, 10_000, 1_000):  # warm-up: 2,000 steps/s
+        pace.mark(t, step, "warm-up")
+        t += 0.5
+    assert pace.rate == pytest.approx(2_000)
+    step = 10_000
+    for _minute in range(10):  # learning: 150 steps/s, then a 60 s evaluation every minute
+        for _ in range(120):
+            pace.mark(t, step, "learning")
+            t += 0.5
+            step += 75
+        t += 60.0  # evaluation: no steps
+    # over the last 300 s the run made 150 steps/s half the time: 75 steps/s on the clock
+    assert pace.rate == pytest.approx(75, rel=0.05)
+    assert pace.seconds_left(75 * 3600) == pytest.approx(3600, rel=0.05)
+    assert Pace().seconds_left(100) is None
+
+
+def test_durations_read_as_people_write_them():
+    assert [duration(s) for s in (None, 45, 725, 5760)] == ["?", "45s", "12m05s", "1h36m"]
+
+
+def test_the_bar_shows_the_phase_and_the_time_left(tmp_path):
+    proc = run_train(
+        "env=cartpole",
+        "total_steps=3000",
+        "learning_starts=1500",
+        "eval.every=3000",
+        "eval.episodes=2",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    redraws = proc.stderr.replace("\r", "\n").splitlines()
+    assert any("warm-up" in r and "left=?" in r for r in redraws)
+    learning = [r for r in redraws if " learning " in r]
+    assert learning and all("left=" in r and "sps=" in r for r in learning)
+    assert not any("<" in r for r in learning), "tqdm's own whole-run estimate is not shown"
