@@ -252,22 +252,34 @@ def test_other_loggers(tmp_path, logger):
 
 
 @pytest.mark.gpu
-def test_gpu_training_smoke(tmp_path):
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_gpu_training_smoke(tmp_path, precision):
+    """Pong frames, prioritized replay (deferred priority copies) and each precision on CUDA;
+    the final evaluation runs on the GPU after Lightning's teardown."""
     run_dir = tmp_path / "run"
     proc = run_train(
-        "env=cartpole",
+        "env=pong",
         "trainer=gpu",
+        f"trainer.precision={precision}",
+        "buffer=prioritized",
         "total_steps=3000",
-        "learning_starts=500",
-        "eval.every=1500",
-        "eval.episodes=2",
+        "learning_starts=1000",
+        "buffer.capacity=5000",
+        "eval.every=3000",
+        "eval.episodes=1",
+        "env.max_episode_steps=500",
         "logger=csv",
+        "logger.every=500",
         f"hydra.run.dir={run_dir}",
         *QUIET,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert summary_of(run_dir)["grad_steps"] >= 2000
+    s = summary_of(run_dir)
+    assert s["grad_steps"] >= (3000 - 1000) // 4 - 2 and s["evaluations"] >= 1
+    losses = [float(r["train/loss"]) for r in metrics_of(run_dir) if r.get("train/loss")]
+    assert losses and all(math.isfinite(v) for v in losses)
+    load_checkpoint(run_dir / "checkpoints" / "last.pt", env_steps=s["env_steps"])
 
 
 def test_a_users_own_network_plugs_in_with_target(tmp_path):

@@ -79,6 +79,7 @@ class DQN(pl.LightningModule):
         self.stats = torch.zeros(3)  # running sums of loss and q, and the update count
         self.grad_offset = 0  # gradient steps taken before a resume
         self.optimizer_state: dict[str, Any] | None = None  # restored once the trainer has one
+        self._pending_priorities: tuple[torch.Tensor, torch.Tensor, Any] | None = None
 
     @property
     def grad_steps(self) -> int:
@@ -153,7 +154,7 @@ class DQN(pl.LightningModule):
         if loss.device.type == "cpu" and not torch.isfinite(loss):
             self._diverged("loss")
         if self.priority_update is not None and "indices" in batch:
-            self.priority_update(batch["indices"].cpu().numpy(), td.abs().cpu().numpy())
+            self._update_priorities(batch["indices"], td.abs())
 
         optimizer = self.optimizers()
         optimizer.zero_grad()  # type: ignore[union-attr]
@@ -171,6 +172,31 @@ class DQN(pl.LightningModule):
             self.stats = self.stats.to(loss.device)
         self.stats += torch.stack([loss.detach(), q.detach().mean(), torch.ones_like(loss)])
         return loss
+
+    def _update_priorities(self, indices: torch.Tensor, td_abs: torch.Tensor) -> None:
+        """Hand |TD errors| to the prioritized sampler (on the host).
+
+        On CPU at once. On a GPU a host copy now would wait for this update's kernels (a sync
+        per update), so the copies start without waiting and are applied at the next update,
+        by which time they have long arrived: priorities lag one update there.
+        """
+        if td_abs.device.type == "cpu":
+            assert self.priority_update is not None
+            self.priority_update(indices.numpy(), td_abs.numpy())
+            return
+        self.flush_priorities()
+        event = torch.cuda.Event()
+        copies = (indices.to("cpu", non_blocking=True), td_abs.to("cpu", non_blocking=True))
+        event.record()
+        self._pending_priorities = (*copies, event)
+
+    def flush_priorities(self) -> None:
+        """Apply the GPU path's last deferred priorities (before a checkpoint, at the end)."""
+        pending, self._pending_priorities = self._pending_priorities, None
+        if pending is not None and self.priority_update is not None:
+            indices, td_abs, event = pending
+            event.synchronize()
+            self.priority_update(indices.numpy(), td_abs.numpy())
 
     def _diverged(self, what: str) -> None:
         raise Diverged(what, self.env_steps or 0, self.grad_steps)

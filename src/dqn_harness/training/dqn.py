@@ -102,6 +102,7 @@ class DQNLearner:
         }
 
     def state_dict(self) -> dict[str, Any]:
+        self.module.flush_priorities()  # the replay saved with this state has them all
         return {
             **self.weights(),
             "sync": self.module.sync.state_dict(),
@@ -163,3 +164,8 @@ class DQNLearner:
             # its own SystemExit; finish exactly as after Ctrl-C: checkpoint, summary, exit 143.
             if not stop.is_set():
                 raise
+        finally:
+            self.module.flush_priorities()
+        # Lightning's teardown moves the module to the CPU; the final evaluation belongs on
+        # the device it trained on
+        self.module.to(self.trainer.strategy.root_device)
