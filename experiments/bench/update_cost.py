@@ -1,18 +1,27 @@
-"""Where a Nature-CNN update's time goes on CPU, and what each of the harness's choices buys.
+"""Where a Nature-CNN update's time goes on CPU, how much of the machine it uses, and what helps.
 
-    .venv/bin/python experiments/bench/update_cost.py [--updates 300] [--repeats 3]
+    .venv/bin/python experiments/bench/update_cost.py [--updates 200] [--repeats 3] [--compile]
 
-One DQN update (target forward on next_obs, online forward and backward on obs, Adam step; batch
-32 of 4x84x84 uint8) and one batch-1 acting forward, timed in a fresh subprocess per variant (the
-allocator setting is process-wide, so variants must not share a process), variants interleaved
-over ``--repeats`` rounds, medians reported, ratios against PyTorch's defaults from the same
-command:
+One *update cycle* is what DQN does per gradient step: one update (target forward on next_obs,
+online forward and backward on obs, Adam step; uint8 4x84x84 frames) and the ``train_freq``
+batch-1 acting forwards of the agent steps between two updates. Each variant runs in a fresh
+subprocess (the allocator setting is process-wide), variants interleaved over ``--repeats``
+rounds, medians reported, ratios against the harness's fp32 update from the same command.
 
-- default: per-tensor Adam, NCHW convolutions, glibc's default allocator thresholds (what a
-  single-file DQN such as CleanRL's gets);
-- +fused: ``Adam(fused=True)`` (``optim.fused``);
-- +channels_last: NHWC convolutions (``trainer.channels_last``);
-- +allocator: ``dqn_harness.perf.tune_allocator`` (what ``run()`` does), i.e. the harness.
+For each variant it prints the FLOPs of one update (``torch.utils.flop_counter.FlopCounterMode``:
+matrix multiplies and convolutions, forward and backward), the achieved GFLOP/s, and that as a
+fraction of the machine's peak, measured in the same process tree with a 2048x2048 matrix
+multiply in fp32 and in bf16 on the same threads. The cost that matters for training is per
+*agent step*: (update + train_freq acting forwards) / train_freq.
+
+Variants:
+- default: per-tensor Adam, NCHW, glibc's allocator thresholds (a single-file DQN's settings);
+- harness fp32: fused Adam, NHWC, ``tune_allocator`` (``trainer.precision=32-true``, today);
+- bf16 update: the update under ``torch.autocast("cpu", torch.bfloat16)`` with fp32 master
+  weights, TD target and loss (``trainer.precision=bf16-mixed``); acting stays fp32;
+- bf16 update + acting: acting forwards under autocast too;
+- batch 64 every 8: the same samples per agent step in half the updates (fp32 and bf16);
+- ``--compile``: the update's networks through ``torch.compile`` (slow to start; off by default).
 """
 
 from __future__ import annotations
@@ -26,15 +35,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-VARIANTS = {
+HARNESS = dict(fused=True, channels_last=True, allocator=True)
+VARIANTS: dict[str, dict] = {
     "default": dict(fused=False, channels_last=False, allocator=False),
-    "+fused": dict(fused=True, channels_last=False, allocator=False),
-    "+channels_last": dict(fused=True, channels_last=True, allocator=False),
-    "+allocator": dict(fused=True, channels_last=True, allocator=True),
+    "harness fp32": dict(HARNESS),
+    "bf16 update": dict(HARNESS, bf16=True),
+    "bf16 update + acting": dict(HARNESS, bf16=True, bf16_act=True),
+    "fp32 batch 64 / 8 steps": dict(HARNESS, batch=64, train_freq=8),
+    "bf16 batch 64 / 8 steps": dict(HARNESS, bf16=True, batch=64, train_freq=8),
 }
+BASELINE = "harness fp32"
 
 CHILD = r"""
-import copy, json, sys, time
+import contextlib, copy, json, sys, time
 sys.path.insert(0, {src!r})
 opts = json.loads({opts!r})
 if opts["allocator"]:
@@ -42,68 +55,132 @@ if opts["allocator"]:
     assert tune_allocator()
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 from dqn_harness.nets import NatureCNN
 torch.manual_seed(0)
-obs = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8)
-nxt = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8)
-act = torch.randint(0, 6, (32,))
-rew = torch.randn(32)
+B, K = opts.get("batch", 32), opts.get("train_freq", 4)
+obs = torch.randint(0, 256, (B, 4, 84, 84), dtype=torch.uint8)
+nxt = torch.randint(0, 256, (B, 4, 84, 84), dtype=torch.uint8)
+act = torch.randint(0, 6, (B,))
+rew = torch.randn(B)
 net = NatureCNN(4, 6, channels_last=opts["channels_last"])
 target = copy.deepcopy(net)
 opt = torch.optim.Adam(net.parameters(), lr=1e-4, eps=1e-8, fused=opts["fused"])
 one = obs[:1].clone()
+bf16 = lambda on: torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()
+online, frozen = net, target
+if opts.get("compile"):
+    online, frozen = torch.compile(net), torch.compile(target)
+
+def update():
+    with bf16(opts.get("bf16")):
+        with torch.no_grad():
+            y = rew + 0.99 * frozen(nxt).float().max(1).values
+        q = online(obs).float().gather(1, act[:, None]).squeeze(1)
+        loss = F.smooth_l1_loss(q, y)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+    opt.step()
+
+def acting():
+    with torch.no_grad(), bf16(opts.get("bf16_act")):
+        net(one).argmax(1)
+
+for _ in range(5):
+    update()
+with FlopCounterMode(display=False) as fc:
+    update()
+update_flops = fc.get_total_flops()
+with FlopCounterMode(display=False) as fc:
+    acting()
+act_flops = fc.get_total_flops()
 updates, acts = [], []
 for i in range({updates}):
     t = time.perf_counter()
-    with torch.no_grad():
-        y = rew + 0.99 * target(nxt).max(1).values
-    q = net(obs).gather(1, act[:, None]).squeeze(1)
-    loss = F.mse_loss(q, y)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
+    update()
     updates.append(time.perf_counter() - t)
-    for _ in range(4):  # train_freq 4: four acting forwards per update
+    for _ in range(K):
         t = time.perf_counter()
-        with torch.no_grad():
-            net(one).argmax(1)
+        acting()
         acts.append(time.perf_counter() - t)
-skip = {updates} // 10
-print(json.dumps({{"update_ms": 1e3 * sorted(updates[skip:])[len(updates[skip:]) // 2],
-                   "act_ms": 1e3 * sorted(acts[4 * skip:])[len(acts[4 * skip:]) // 2]}}))
+med = lambda xs: sorted(xs)[len(xs) // 2]
+print(json.dumps({{"update_ms": 1e3 * med(updates), "act_ms": 1e3 * med(acts), "train_freq": K,
+                   "batch": B, "update_gflop": update_flops / 1e9, "act_gflop": act_flops / 1e9}}))
+"""
+
+PEAK = r"""
+import json, os, time, torch
+out = {}
+for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    a = torch.randn(2048, 2048).to(dtype)
+    b = torch.randn(2048, 2048).to(dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    out[name] = 2 * 2048**3 / sorted(times)[len(times) // 2] / 1e9
+out["threads"] = torch.get_num_threads()
+cpuinfo = "/proc/cpuinfo"
+out["bf16_native"] = "avx512_bf16" in open(cpuinfo).read() if os.path.exists(cpuinfo) else None
+print(json.dumps(out))
 """
 
 
-def measure(opts: dict[str, bool], updates: int) -> dict[str, float]:
-    code = CHILD.format(src=str(ROOT / "src"), opts=json.dumps(opts), updates=updates)
+def child(code: str) -> dict:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def measure(opts: dict, updates: int) -> dict[str, float]:
+    return child(CHILD.format(src=str(ROOT / "src"), opts=json.dumps(opts), updates=updates))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--updates", type=int, default=300)
+    parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="add torch.compile variants")
     a = parser.parse_args()
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
-    names = list(VARIANTS)
+    variants = dict(VARIANTS)
+    if a.compile:
+        variants["fp32 compiled"] = dict(HARNESS, compile=True)
+        variants["bf16 compiled"] = dict(HARNESS, bf16=True, compile=True)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    peaks = []
+    names = list(variants)
     for r in range(a.repeats):
+        peaks.append(child(PEAK))
         for name in names if r % 2 == 0 else names[::-1]:
-            runs[name].append(measure(VARIANTS[name], a.updates))
-    med = {
-        name: {k: statistics.median(m[k] for m in v) for k in ("update_ms", "act_ms")}
-        for name, v in runs.items()
+            runs[name].append(measure(variants[name], a.updates))
+    peak = {k: statistics.median(p[k] for p in peaks) for k in ("fp32", "bf16")}
+    med = {name: {k: statistics.median(m[k] for m in v) for k in v[0]} for name, v in runs.items()}
+    per_step = {
+        n: (m["update_ms"] + m["train_freq"] * m["act_ms"]) / m["train_freq"]
+        for n, m in med.items()
     }
-    base = med["default"]
-    cycle = {n: m["update_ms"] + 4 * m["act_ms"] for n, m in med.items()}
-    print(f"Nature-CNN on CPU, batch 32 (median of {a.repeats} processes x {a.updates} updates)")
-    print(f"  {'variant':<16}{'update ms':>10}{'act ms':>8}{'update+4 acts':>15}{'speed-up':>10}")
+    base = per_step[BASELINE]
+    print(
+        f"Nature-CNN update cycle on CPU, {peaks[0]['threads']} threads (median of {a.repeats} "
+        f"processes x {a.updates} updates); matmul peak fp32 {peak['fp32']:.0f} GFLOP/s, "
+        f"bf16 {peak['bf16']:.0f} GFLOP/s (avx512_bf16: {peaks[0]['bf16_native']})"
+    )
+    print(
+        f"  {'variant':<26}{'update ms':>10}{'GFLOP':>7}{'GFLOP/s':>9}{'% peak':>8}"
+        f"{'act ms':>8}{'ms/agent step':>15}{'vs harness':>12}"
+    )
     for name, m in med.items():
+        gflops = m["update_gflop"] / (m["update_ms"] / 1e3)
+        dtype = "bf16" if variants[name].get("bf16") else "fp32"
         print(
-            f"  {name:<16}{m['update_ms']:10.2f}{m['act_ms']:8.3f}{cycle[name]:15.2f}"
-            f"{(base['update_ms'] + 4 * base['act_ms']) / cycle[name]:9.2f}x"
+            f"  {name:<26}{m['update_ms']:10.2f}{m['update_gflop']:7.2f}{gflops:9.0f}"
+            f"{100 * gflops / peak[dtype]:7.0f}%{m['act_ms']:8.3f}{per_step[name]:15.2f}"
+            f"{base / per_step[name]:11.2f}x"
         )
-    print(json.dumps(med))
+    print(json.dumps({"peak_gflops": peak, "variants": med}))
 
 
 if __name__ == "__main__":
