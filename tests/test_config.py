@@ -28,6 +28,7 @@ from .conftest import compose_cfg, run_train
         ["env=cartpole", "model=dueling_mlp", "algo.n_step=5", "eval.video=true"],
         ["env=pong", "+experiment=rainbow_lite"],
         ["env=cartpole", "+experiment=rainbow_lite"],
+        ["+experiment=pong_candidate_n4"],
     ],
 )
 def test_shipped_configs_compose_and_validate(overrides):

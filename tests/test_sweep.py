@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 
 from dqn_harness.sweeping.main import sweep_main
@@ -262,6 +263,8 @@ def test_sigkilled_worker_is_retried_and_nothing_finished_is_lost(tmp_path, stud
             try:
                 trials = load(study_name, storage).get_trials()
             except KeyError:  # the study is not created yet
+                continue
+            except sqlalchemy.exc.OperationalError:  # the sweep is creating the tables right now
                 continue
             running = [t for t in trials if t.state.name == "RUNNING" and t.intermediate_values]
             if any(t.state.name == "COMPLETE" for t in trials) and running:

@@ -1,0 +1,31 @@
+"""The update-cost benchmark runs and prints its figures (checked for content, not timing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .conftest import ROOT
+
+
+def test_update_cost_prints_flops_peak_and_ratios():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments/bench/update_cost.py"), "--updates", "3"]
+        + ["--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert "matmul peak fp32" in lines[0] and "bf16" in lines[0]
+    assert "GFLOP/s" in lines[1] and "% peak" in lines[1]
+    data = json.loads(lines[-1])
+    assert data["peak_gflops"]["fp32"] > 0 and data["peak_gflops"]["bf16"] > 0
+    variants = data["variants"]
+    assert {"harness fp32", "bf16 update", "bf16 batch 64 / 8 steps"} <= set(variants)
+    # a batch-32 Nature-CNN update is 2.18 GFLOP (forward of target and online nets, backward)
+    assert abs(variants["harness fp32"]["update_gflop"] - 2.18) < 0.01
+    assert abs(variants["fp32 batch 64 / 8 steps"]["update_gflop"] - 4.37) < 0.01
+    assert all(v["update_ms"] > 0 and v["act_ms"] > 0 for v in variants.values())
