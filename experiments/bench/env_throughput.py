@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dqn_harness.cli import compose_config  # noqa: E402
+from dqn_harness.config import compose_config  # noqa: E402
 from dqn_harness.envs import make_vec_env  # noqa: E402
 
 
