@@ -24,6 +24,40 @@ class Fixed(nn.Module):
         return self.table[obs.long()]
 
 
+def random_batch() -> dict[str, torch.Tensor]:
+    """32 CartPole-shaped transitions: 4 floats per observation, 2 actions."""
+    return {
+        "obs": torch.randn(32, 4),
+        "actions": torch.randint(0, 2, (32,)),
+        "rewards": torch.randn(32),
+        "next_obs": torch.randn(32, 4),
+        "terminated": torch.zeros(32),
+        "truncated": torch.zeros(32),
+    }
+
+
+def fit_on_batches(module, batch, steps, callback, precision="32-true"):
+    """A real Lightning Trainer over ``batch`` stamped with each agent step in ``steps``."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            for s in steps:
+                yield {**batch, "env_steps": s}
+
+    pl.Trainer(
+        accelerator="cpu",
+        precision=precision,
+        max_epochs=1,
+        logger=False,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(module, DataLoader(Stream(), batch_size=None))
+
+
 def test_td_target_bootstraps_through_truncation_not_termination():
     module = DQN(Fixed([[1.0, 2.0], [3.0, 5.0]]), gamma=0.5, lr=1e-3, loss="mse")
     batch = {
@@ -62,24 +96,10 @@ def test_target_syncs_on_the_batch_clock_under_a_real_trainer():
     batches stamped 100, 200 and 300, each time to a copy of the online net after that update,
     and stay frozen in between while the online net learns at every update."""
     import pytorch_lightning as pl
-    from torch.utils.data import DataLoader, IterableDataset
 
     torch.manual_seed(0)
     module = DQN(MLP(gym.spaces.Box(-1, 1, (4,)), 2, [16]), gamma=0.99, lr=1e-2, target_sync=100)
-    batch = {
-        "obs": torch.randn(32, 4),
-        "actions": torch.randint(0, 2, (32,)),
-        "rewards": torch.randn(32),
-        "next_obs": torch.randn(32, 4),
-        "terminated": torch.zeros(32),
-        "truncated": torch.zeros(32),
-    }
     steps = list(range(25, 301, 25))
-
-    class Stream(IterableDataset):
-        def __iter__(self):
-            for s in steps:
-                yield {**batch, "env_steps": s}
 
     def params(net):
         return [p.detach().clone() for p in net.parameters()]
@@ -94,15 +114,7 @@ def test_target_syncs_on_the_batch_clock_under_a_real_trainer():
         return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
     target = params(module.target_net)
-    pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        callbacks=[Snapshot()],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(module, DataLoader(Stream(), batch_size=None))
+    fit_on_batches(module, random_batch(), steps, Snapshot())
     assert [s for s, _, _ in seen] == steps and module.trainer.global_step == len(steps)
     assert all(not p.requires_grad for p in module.target_net.parameters())
     synced_at = []
@@ -194,7 +206,6 @@ def test_bf16_mixed_computes_in_bf16_but_keeps_fp32_weights_target_and_loss():
     bf16 (autocast), while the weights Adam updates, the TD target and the loss stay fp32, and
     a fused Adam with gradient clipping is accepted (Lightning's own clipping refuses it)."""
     import pytorch_lightning as pl
-    from torch.utils.data import DataLoader, IterableDataset
 
     torch.manual_seed(0)
     module = DQN(
@@ -205,14 +216,6 @@ def test_bf16_mixed_computes_in_bf16_but_keeps_fp32_weights_target_and_loss():
         max_grad_norm=1.0,
         target_sync=50,
     )
-    batch = {
-        "obs": torch.randn(32, 4),
-        "actions": torch.randint(0, 2, (32,)),
-        "rewards": torch.randn(32),
-        "next_obs": torch.randn(32, 4),
-        "terminated": torch.zeros(32),
-        "truncated": torch.zeros(32),
-    }
     seen: dict[str, set] = {"q": set(), "target": set(), "loss": set()}
     module.q_net.register_forward_hook(lambda m, i, o: seen["q"].add(o.dtype))
     original = module.td_target
@@ -224,26 +227,12 @@ def test_bf16_mixed_computes_in_bf16_but_keeps_fp32_weights_target_and_loss():
 
     module.td_target = td_target  # type: ignore[method-assign]
 
-    class Stream(IterableDataset):
-        def __iter__(self):
-            for s in range(1, 101):
-                yield {**batch, "env_steps": s}
-
     class Losses(pl.Callback):
         def on_train_batch_end(self, trainer, m, outputs, b, batch_idx):
             seen["loss"].add(outputs["loss"].dtype)
 
     before = [p.detach().clone() for p in module.q_net.parameters()]
-    pl.Trainer(
-        accelerator="cpu",
-        precision="bf16-mixed",
-        max_epochs=1,
-        logger=False,
-        callbacks=[Losses()],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(module, DataLoader(Stream(), batch_size=None))
+    fit_on_batches(module, random_batch(), range(1, 101), Losses(), precision="bf16-mixed")
     assert seen == {"q": {torch.bfloat16}, "target": {torch.float32}, "loss": {torch.float32}}
     assert all(p.dtype == torch.float32 for p in module.q_net.parameters())
     assert all(p.dtype == torch.float32 for p in module.target_net.parameters())

@@ -24,6 +24,25 @@ def summary_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
+def short_cartpole(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """A short real CartPole DQN run (1,500 agent steps, updates from 500) with extra args."""
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=cartpole",
+        "total_steps=1500",
+        "learning_starts=500",
+        "eval.every=1000",
+        "eval.episodes=2",
+        "logger=none",
+        *args,
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc, run_dir
+
+
 def load_checkpoint_state(run_dir: Path) -> dict:
     import torch
 
@@ -283,20 +302,7 @@ def test_gpu_training_smoke(tmp_path, precision):
 
 
 def test_a_users_own_network_plugs_in_with_target(tmp_path):
-    run_dir = tmp_path / "run"
-    proc = run_train(
-        "env=cartpole",
-        "model._target_=tests.custom_net.TinyQ",
-        "total_steps=1500",
-        "learning_starts=500",
-        "eval.every=1000",
-        "eval.episodes=2",
-        "logger=none",
-        f"hydra.run.dir={run_dir}",
-        *QUIET,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, run_dir = short_cartpole(tmp_path, "model._target_=tests.custom_net.TinyQ")
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt", env_steps=1500)
     assert set(last["q_net"]) == {"body.0.weight", "body.0.bias", "q.weight", "q.bias"}
     assert last["config"]["model"]["_target_"] == "tests.custom_net.TinyQ"
@@ -314,20 +320,8 @@ def test_a_solved_dqn_run_stops_at_the_evaluation_that_solved_it(tmp_path):
     """Lightning has fetched the next batch when the solving evaluation runs; training on it
     would change the policy the evaluation just judged (and an extra final evaluation would
     then be due). The run must stop with the judged weights."""
-    run_dir = tmp_path / "run"
-    proc = run_train(
-        "env=cartpole",
-        "env.reward_threshold=5",  # any policy balances 5 steps: solved at the first evaluation
-        "total_steps=5000",
-        "learning_starts=500",
-        "eval.every=1000",
-        "eval.episodes=2",
-        "logger=none",
-        f"hydra.run.dir={run_dir}",
-        *QUIET,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # any policy balances 5 steps: solved at the first evaluation, long before total_steps
+    _, run_dir = short_cartpole(tmp_path, "env.reward_threshold=5", "total_steps=5000")
     s = summary_of(run_dir)
     assert s["status"] == "solved" and s["solved_at_step"] == 1000 and s["evaluations"] == 1
     assert s["grad_steps"] == 1000 - 500 + 1  # one update per agent step from 500 to 1000
@@ -340,21 +334,9 @@ def test_a_solved_dqn_run_stops_at_the_evaluation_that_solved_it(tmp_path):
 def test_bf16_mixed_trains_or_falls_back_with_a_warning(tmp_path):
     from dqn_harness.perf import native_bf16
 
-    run_dir = tmp_path / "run"
-    proc = run_train(
-        "env=cartpole",
-        "trainer.precision=bf16-mixed",
-        "total_steps=1500",
-        "learning_starts=500",
-        "eval.every=1500",
-        "eval.episodes=2",
-        "logger=csv",
-        "logger.every=250",
-        f"hydra.run.dir={run_dir}",
-        *QUIET,
-        cwd=tmp_path,
+    proc, run_dir = short_cartpole(
+        tmp_path, "trainer.precision=bf16-mixed", "logger=csv", "logger.every=250"
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     fell_back = "training in 32-true" in proc.stderr
     assert fell_back == (not native_bf16()), proc.stderr[-2000:]
     losses = [float(r["train/loss"]) for r in metrics_of(run_dir) if r.get("train/loss")]
