@@ -201,7 +201,6 @@ class Tracker:
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.episodes = 0
         self.env_steps = 0
-        self.epsilon = 1.0
         self._rate_mark = (self.start, 0)
         self._bar_time = 0.0
         self.pace = Pace()
@@ -255,7 +254,6 @@ class Tracker:
     def on_step(self, env_steps: int, epsilon: float) -> None:
         """Called after every vector step: redraws the bar at most twice a second."""
         self.env_steps = env_steps
-        self.epsilon = epsilon
         now = time.perf_counter()
         if now - self._bar_time > 0.5:
             self._bar_time = now

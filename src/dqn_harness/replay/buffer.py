@@ -104,13 +104,6 @@ class ReplayBuffer:
             raise TypeError("update_priorities needs a PrioritizedSampler")
         self.sampler.update(indices, td_abs)
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "transitions": len(self.storage),
-            "bytes": self.nbytes,
-            "bytes_per_transition": self.nbytes / max(1, self.storage.capacity),
-        }
-
     def state_dict(self) -> dict[str, Any]:
         return {"storage": self.storage.state_dict(), "sampler": self.sampler.state_dict()}
 

@@ -17,7 +17,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.trial import FrozenTrial, TrialState
 
-from dqn_harness.files import save_atomic
+from dqn_harness.files import write_text_atomic
 from dqn_harness.tracking import SUMMARY_FIELDS
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def write_report(study: optuna.Study, plan: Plan) -> str:
             lines.append("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
         preset = plan.paths.presets / f"{study.study_name}_best.yaml"
         preset.parent.mkdir(parents=True, exist_ok=True)
-        save_atomic(preset_yaml(plan, best).encode(), preset, lambda b, f: f.write(b))
+        write_text_atomic(preset, preset_yaml(plan, best))
         pngs = plot(study, out, weights)
         lines.append(f"preset: {preset}  (python train.py +experiment={study.study_name}_best)")
         lines.append(f"plot: {pngs[0]}")
