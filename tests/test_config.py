@@ -21,7 +21,7 @@ from .conftest import compose_cfg, run_train
         ["env=frozenlake", "algo=tabular"],
         ["env=pong", "env.backend=ale_vector", "env.num_envs=4"],
         ["env=pong", "env.frame=seed_crop"],
-        ["env=pong", "env.id=ALE/SpaceInvaders-v5", "env.name=spaceinvaders"],
+        ["env=atari", "env.id=ALE/SpaceInvaders-v5"],
         ["env=cartpole", "schedule=exponential"],
         ["env=cartpole", "logger=csv", "trainer=cpu"],
         ["env=pong", "model=dueling_cnn", "buffer=prioritized", "algo.double=true"],
@@ -91,10 +91,21 @@ def test_run_name_pattern():
         (["trainer.precision=64-true"], "trainer.precision"),
         (["trainer.devices=2"], "trainer.devices"),
         (["trainer.accelerator=tpu"], "trainer.accelerator"),
+        (["seed=-1"], "seed"),
+        (["env.max_episode_steps=0"], "env.max_episode_steps"),
+        (["+env.kwargs.no_such_arg=1"], "env.kwargs"),
+        (["env=pong", "+env.kwargs.no_such_arg=1"], "env.kwargs"),
+        (["algo=tabular", "env=frozenlake", "env.kwargs.map_name=9x9"], "env.kwargs"),
+        (["logger=wandb", "logger.mode=online"], "logger.mode"),
     ],
 )
-def test_validate_names_the_bad_key(overrides, key):
-    base = [] if "env=pong" in overrides else ["env=cartpole"]
+def test_validate_names_the_bad_key(overrides, key, monkeypatch):
+    if key == "logger.mode":  # no API key anywhere: this is the machine of a user without one
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+        monkeypatch.delenv("WANDB_API_KEY", raising=False)
+        monkeypatch.setenv("NETRC", "/nonexistent")
+        monkeypatch.setenv("HOME", "/nonexistent")
+    base = [] if any(o.startswith("env=") for o in overrides) else ["env=cartpole"]
     cfg = compose_cfg(*base, *overrides)
     with pytest.raises(ConfigError) as info:
         validate(cfg)
@@ -106,7 +117,7 @@ def test_validate_names_the_bad_key(overrides, key):
     [
         (["no_such_key=1"], "no_such_key"),
         (["optim.lrr=0.1"], "optim.lrr"),
-        (["env=atlantis"], "available: breakout, cartpole"),
+        (["env=atlantis"], "available: atari, breakout, cartpole"),
         (["env.id=ALE/NoSuchGame-v5"], "env.id"),
         (["algo.gamma=1.5"], "algo.gamma"),
         (["optim.lr=-1"], "optim.lr"),
@@ -114,6 +125,8 @@ def test_validate_names_the_bad_key(overrides, key):
         (["batch_size=256", "buffer.capacity=128"], "batch_size"),
         (["optim.lr=abc"], "optim.lr"),
         (["+surprise=1"], "surprise"),
+        (["seed=-1"], "seed"),
+        (["algo=tabular", "env=frozenlake", "env.kwargs.map_name=9x9"], "env.kwargs: FrozenLake"),
     ],
 )
 def test_cli_rejects_bad_input_without_traceback(tmp_path, args, expected):
@@ -152,6 +165,19 @@ def test_a_gpu_that_is_not_there_is_one_line(tmp_path):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: trainer.accelerator: no CUDA device")
     assert not (tmp_path / "r").exists()
+
+
+def test_any_ale_game_has_no_borrowed_threshold():
+    """env=pong's threshold belongs to Pong: another game trains to total_steps unless told."""
+    from dqn_harness.envs import reward_threshold
+
+    cfg = compose_cfg("env=atari", "env.id=ALE/SpaceInvaders-v5")
+    assert cfg.env.name == "spaceinvaders" and cfg.run_name.startswith("spaceinvaders-dqn-s0-")
+    assert reward_threshold(cfg.env) is None
+    assert reward_threshold(compose_cfg("env=pong", "env.id=ALE/Breakout-v5").env) is None
+    assert reward_threshold(compose_cfg("env=pong").env) == 19.0
+    assert reward_threshold(compose_cfg("env=atari", "env.reward_threshold=300").env) == 300.0
+    assert compose_cfg("env=breakout").buffer.capacity == compose_cfg("env=atari").buffer.capacity
 
 
 def test_native_bf16_is_read_from_the_cpu_flags():

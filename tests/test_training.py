@@ -152,6 +152,32 @@ def test_pong_smoke(tmp_path, backend_args):
 
 
 @pytest.mark.slow
+def test_any_ale_game_trains_to_total_steps_without_pongs_threshold(tmp_path):
+    """The README's any-game example once borrowed Pong's threshold of 19 and stopped at its
+    first evaluation, 'SOLVED' with a SpaceInvaders score of 460."""
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=atari",
+        "env.id=ALE/SpaceInvaders-v5",
+        "total_steps=2400",
+        "learning_starts=1000",
+        "buffer.capacity=3000",
+        "eval.every=800",
+        "eval.episodes=1",
+        "env.max_episode_steps=400",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = summary_of(run_dir)
+    assert s["status"] == "finished" and not s["solved"] and s["reward_threshold"] is None
+    assert s["env_steps"] >= 2400 and s["evaluations"] >= 3
+    assert "SOLVED" not in proc.stdout
+
+
+@pytest.mark.slow
 def test_wandb_offline_run_holds_metrics_and_config(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_train(

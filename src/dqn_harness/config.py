@@ -149,7 +149,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    resume: str | None = None  # a run dir: continue that run from its last checkpoint
+    resume: str | None = None  # a run dir to continue from its checkpoint, or auto (README)
     seed: int = 0
     total_steps: int = 1_000_000  # agent env steps (an Atari agent step is frame_skip frames)
     batch_size: int = 32
@@ -159,9 +159,47 @@ class Config:
     progress: bool = True  # progress bar on stderr
 
 
+def game_name(env_id: str) -> str:
+    """``ALE/SpaceInvaders-v5`` -> ``spaceinvaders``: env=atari's default ``env.name``."""
+    return env_id.split("/")[-1].split("-")[0].lower()
+
+
 def register_configs() -> None:
-    """Register the schema so ``conf/config.yaml`` can name it first in its defaults list."""
+    """Register the schema so ``conf/config.yaml`` can name it first in its defaults list, and
+    the ``${game_name:...}`` resolver env=atari names its runs with."""
     ConfigStore.instance().store(name="config_schema", node=Config)
+    if not OmegaConf.has_resolver("game_name"):
+        OmegaConf.register_new_resolver("game_name", game_name)
+
+
+SWEEP_PRESETS = Path("outputs") / "sweeps"  # sweep.py's default out: <study>/experiment/*.yaml
+
+
+def with_sweep_presets(conf_dir: Path, overrides: list[str]) -> list[str]:
+    """``+experiment=<study>_best`` also finds the preset a sweep keeps with its study
+    (``outputs/sweeps/<study>/experiment/``), through Hydra's search path. A preset of the same
+    name in ``experiments/`` (recorded in the repository) comes first."""
+    if any(o.startswith("hydra.searchpath=") for o in overrides):
+        return overrides
+    names = [
+        name
+        for o in overrides
+        if o.lstrip("+").startswith("experiment=")
+        for name in o.split("=", 1)[1].split(",")
+    ]
+    dirs: list[Path] = []
+    for name in names:
+        if (conf_dir / "experiment" / f"{name}.yaml").exists():
+            continue
+        found = sorted(
+            SWEEP_PRESETS.glob(f"*/experiment/{name}.yaml"), key=lambda p: p.stat().st_mtime
+        )
+        if found:
+            dirs.append(found[-1].parent.parent.absolute())
+    if not dirs:
+        return overrides
+    paths = ",".join(f"file://{d}" for d in dict.fromkeys(dirs))
+    return [*overrides, f"hydra.searchpath=[{paths}]"]
 
 
 def compose_config(conf_dir: Path, overrides: list[str]) -> DictConfig:
@@ -171,6 +209,7 @@ def compose_config(conf_dir: Path, overrides: list[str]) -> DictConfig:
     our schema would reject anyway. ``train.py``'s preflight and every sweep trial compose here.
     """
     register_configs()
+    overrides = with_sweep_presets(conf_dir, overrides)
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             return compose(config_name="config", overrides=overrides)
@@ -232,7 +271,7 @@ def _unit(key: str, value: float) -> None:
 def validate(cfg: DictConfig) -> None:
     """Check ranges and cross-key consistency; raise ConfigError naming the first bad key."""
     _check_known_keys(cfg, OmegaConf.to_container(OmegaConf.structured(Config)), "")
-    from dqn_harness.envs import check_env_id, is_atari, single_observation_space
+    from dqn_harness.envs import is_atari
 
     _choice("algo.name", cfg.algo.name, ALGOS)
     _choice("model.name", cfg.model.name, MODELS)
@@ -245,6 +284,7 @@ def validate(cfg: DictConfig) -> None:
     _choice("logger.name", cfg.logger.name, LOGGERS)
     _choice("logger.mode", cfg.logger.mode, WANDB_MODES)
     _choice("logger.job_type", cfg.logger.job_type, JOB_TYPES)
+    check_wandb_login(cfg.logger)
 
     if not 0.0 < cfg.algo.gamma <= 1.0:
         raise ConfigError("algo.gamma", f"must be in (0, 1], got {cfg.algo.gamma}")
@@ -260,7 +300,6 @@ def validate(cfg: DictConfig) -> None:
     _positive("buffer.eps", cfg.buffer.eps)
     if cfg.buffer.beta_steps is not None:
         _positive("buffer.beta_steps", cfg.buffer.beta_steps)
-    _unit("env.repeat_action_probability", cfg.env.repeat_action_probability)
     if cfg.schedule.epsilon.kind == "exponential" and cfg.schedule.epsilon.end <= 0:
         raise ConfigError("schedule.epsilon.end", "must be > 0 for an exponential schedule")
     for key in (
@@ -271,8 +310,6 @@ def validate(cfg: DictConfig) -> None:
         "train_freq",
         "total_steps",
         "env.num_envs",
-        "env.frame_skip",
-        "env.frame_stack",
         "eval.every",
         "eval.episodes",
         "eval.num_envs",
@@ -281,10 +318,10 @@ def validate(cfg: DictConfig) -> None:
         "checkpoint.every",
     ):
         _positive(key, _get(cfg, key))
+    if not 0 <= cfg.seed < 2**31:  # NumPy seeds are < 2**32; evaluation adds offsets
+        raise ConfigError("seed", f"must be in [0, 2**31), got {cfg.seed}")
     if cfg.learning_starts < 0:
         raise ConfigError("learning_starts", f"must be >= 0, got {cfg.learning_starts}")
-    if cfg.env.noop_max < 0:
-        raise ConfigError("env.noop_max", f"must be >= 0, got {cfg.env.noop_max}")
     if cfg.trainer.threads is not None:
         _positive("trainer.threads", cfg.trainer.threads)
     _check_trainer(cfg.trainer)
@@ -303,8 +340,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "eval.num_envs", f"{cfg.eval.num_envs} is more than eval.episodes ({cfg.eval.episodes})"
         )
-    check_env_id(cfg.env)
-    space = single_observation_space(cfg.env)
+    space = validate_env(cfg.env)
     if cfg.algo.name == "tabular":
         if not isinstance(space, Discrete):
             raise ConfigError(
@@ -323,6 +359,61 @@ def validate(cfg: DictConfig) -> None:
             f"{cfg.learning_starts} is smaller than batch_size ({cfg.batch_size})",
         )
     _check_replay_memory(cfg, space)
+
+
+def validate_env(env: Any) -> Any:
+    """Check ``env.*`` alone (training, and evaluate.py's protocol overrides); returns the
+    observation space of the env it builds once."""
+    from dqn_harness.envs import check_env_id, is_atari
+
+    for key in ("frame_skip", "frame_stack"):
+        _positive(f"env.{key}", env[key])
+    _unit("env.repeat_action_probability", env.repeat_action_probability)
+    if env.max_episode_steps is not None:
+        _positive("env.max_episode_steps", env.max_episode_steps)
+    if env.noop_max < 0:
+        raise ConfigError("env.noop_max", f"must be >= 0, got {env.noop_max}")
+    check_env_id(env)
+    if env.repeat_action_probability > 0 and not is_atari(env.id):
+        raise ConfigError(
+            "env.repeat_action_probability", f"sticky actions are an ALE setting; {env.id} has none"
+        )
+    return _built_space(env)
+
+
+def check_wandb_login(logger: Any) -> None:
+    from dqn_harness.wandb_mode import wandb_has_credentials, wandb_mode
+
+    online = logger.name == "wandb" and wandb_mode(logger.mode) == "online"
+    if online and not wandb_has_credentials():
+        raise ConfigError(
+            "logger.mode",
+            "online needs a W&B API key (`wandb login` or WANDB_API_KEY); "
+            "logger.mode=offline writes the run under wandb/ to `wandb sync` later",
+        )
+
+
+def _built_space(env_cfg: Any) -> Any:
+    """The observation space, from an env built once with ``env.*``: gymnasium and ALE reject
+    bad arguments (``env.kwargs.map_name=9x9``) with their own exceptions, which become one line
+    naming the key here instead of a traceback from inside the run."""
+    from dqn_harness.envs import is_atari, make_env, single_observation_space
+
+    try:
+        if is_atari(env_cfg.id) and env_cfg.kwargs:
+            make_env(env_cfg).close()  # Atari's space is known without an env; its kwargs are not
+        return single_observation_space(env_cfg)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (whatever the env's constructor raises)
+        key = "env.kwargs" if env_cfg.kwargs else "env"
+        args = ", ".join(f"{k}={v!r}" for k, v in env_cfg.kwargs.items())
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise ConfigError(
+            key,
+            f"{env_cfg.id} could not be built{f' with {args}' if args else ''} "
+            f"({type(exc).__name__}: {reason[:160]})",
+        ) from None
 
 
 def _check_trainer(trainer: Any) -> None:

@@ -13,8 +13,6 @@ parallel-coordinates plot then offer every hyperparameter as a column directly.
 from __future__ import annotations
 
 import json
-import netrc
-import os
 import sys
 import time
 from collections import deque
@@ -27,6 +25,7 @@ from tqdm import tqdm
 
 from dqn_harness.files import write_text_atomic
 from dqn_harness.progress import Pace, duration
+from dqn_harness.wandb_mode import wandb_mode
 
 STEP_METRIC = "env_steps"
 METRIC_PREFIXES = ("train", "eval", "perf")
@@ -90,25 +89,6 @@ def read_metrics(run_dir: Path, key: str) -> list[tuple[int, float]]:
             if key in record:
                 out.append((int(record[STEP_METRIC]), float(record[key])))
     return out
-
-
-def wandb_has_credentials() -> bool:
-    """An API key in the environment or in ~/.netrc (what `wandb login` writes)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        auth = netrc.netrc().authenticators("api.wandb.ai")
-    except (OSError, netrc.NetrcParseError):
-        return False
-    return bool(auth and auth[2])
-
-
-def wandb_mode(requested: str) -> str:
-    if os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
-        return os.environ["WANDB_MODE"]
-    if requested != "auto":
-        return requested
-    return "online" if wandb_has_credentials() else "offline"
 
 
 def run_config(cfg: DictConfig, extra_config: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -56,10 +56,19 @@ def make_vec_env(cfg: Any, num_envs: int) -> VectorEnv:
     return SyncVectorEnv([lambda: make_env(cfg) for _ in range(num_envs)])
 
 
+# Solve thresholds of the games the harness has presets for, by id rather than by preset: a
+# preset's threshold would follow ``env.id=`` to another game (Pong's 19 ended a SpaceInvaders run
+# at its first evaluation). ALE specs carry none.
+KNOWN_THRESHOLDS = {"ALE/Pong-v5": 19.0}
+
+
 def reward_threshold(cfg: Any) -> float | None:
-    """The configured solve threshold, else the env spec's (CartPole 475, FrozenLake 0.70)."""
+    """``env.reward_threshold`` if set, else the known one for the game, else the env spec's
+    (CartPole 475, FrozenLake 0.70); ``None`` (train to total_steps) for any other game."""
     if cfg.reward_threshold is not None:
         return float(cfg.reward_threshold)
+    if cfg.id in KNOWN_THRESHOLDS:
+        return KNOWN_THRESHOLDS[cfg.id]
     threshold = gym.spec(cfg.id).reward_threshold
     return None if threshold is None else float(threshold)
 

@@ -44,11 +44,11 @@ def sweep_main(argv: list[str], root: Path) -> int:
     print(
         f"study '{spec.study}' in {redact(storage_url(plan))}: {done}/{spec.n_trials} trials "
         f"so far; {spec.workers} worker(s); trials in {plan.out / 'trials'}\n"
-        f"  watch: optuna-dashboard {redact(storage_url(plan))}",
+        f"  watch: optuna-dashboard {redact(storage_url(plan)).removeprefix('journal:')}",
         file=sys.stderr,
     )
     if plan.example.logger.name == "wandb":
-        from dqn_harness.tracking import wandb_mode
+        from dqn_harness.wandb_mode import wandb_mode
 
         if wandb_mode(plan.example.logger.mode) == "offline":
             save_dir = Path(plan.example.logger.save_dir) / "wandb"
