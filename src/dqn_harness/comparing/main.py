@@ -1,7 +1,8 @@
 """Compare local runs: learning curves over seeds (PNG) and a results table (markdown, CSV).
 
 ``python compare.py [group=G] [tag=T] [env=E] [algo=A] [status=S] [KEY=VALUE ...] [by=K1,K2]
-[runs=DIR,...] [out=DIR]`` reads every run under ``runs`` (default ``outputs``) from the files each
+[runs=DIR,...] [source=train|evaluate] [out=DIR]`` reads every run under ``runs`` (default
+``outputs`` and ``multirun``, train.py's single runs and -m grids) from the files each
 run leaves in its directory, so it needs no W&B account and no network: ``config.json`` (the flat
 config W&B also gets), ``summary.json`` and ``metrics.jsonl``.
 
@@ -30,16 +31,20 @@ from dqn_harness.comparing.runs import (
     EVAL_KEY,
     OPTIONS,
     SELECTORS,
+    SOURCES,
     CompareError,
     Run,
     find_runs,
     label,
+    latest_evaluation,
     matches,
     parse_value,
     varying_keys,
 )
 from dqn_harness.comparing.stats import ConfigResult, summarize
 from dqn_harness.tracking import read_metrics
+
+DEFAULT_ROOTS = ("outputs", "multirun")
 
 
 def parse_args(
@@ -67,10 +72,17 @@ def parse_args(
 
 def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
     selectors, values, options = parse_args(argv)
-    roots = [Path(p) for p in options.get("runs", "outputs").split(",")]
-    for root in roots:
-        if not root.is_dir():
-            raise CompareError(f"runs: '{root}' is not a directory")
+    if "runs" in options:
+        roots = [Path(p) for p in options["runs"].split(",")]
+        for root in roots:
+            if not root.is_dir():
+                raise CompareError(f"runs: '{root}' is not a directory")
+    else:  # where train.py puts single runs and -m grids
+        roots = [Path(p) for p in DEFAULT_ROOTS if Path(p).is_dir()]
+        if not roots:
+            raise CompareError(
+                f"runs: no {' or '.join(DEFAULT_ROOTS)} directory here (runs=DIR names another)"
+            )
     runs, skipped = find_runs(roots)
     where = " ".join(argv_filters(argv)) or "(no filters)"
     known = {k for r in runs for k in r.config}
@@ -86,6 +98,11 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
         if skipped:
             found += f"; {skipped} run dirs without a readable config"
         raise CompareError(f"no runs match {where} under {_roots(roots)} ({found})")
+    source = options.get("source", "train")
+    if source not in SOURCES:
+        raise CompareError(f"source: '{source}' is not one of {', '.join(SOURCES)}")
+    if source == "evaluate":
+        chosen = with_evaluations(chosen, where, roots)
     for run in chosen:
         run.curve = read_metrics(run.path, EVAL_KEY)
     chosen = [r for r in chosen if r.curve] or chosen
@@ -107,6 +124,35 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
     (out / "table.csv").write_text(table_csv(results))
     (out / "runs.csv").write_text(runs_csv(results))
     return results, out
+
+
+def with_evaluations(runs: list[Run], where: str, roots: list[Path]) -> list[Run]:
+    """``source=evaluate``: each run's final return is its newest evaluate.py result (more
+    episodes, a stated protocol) instead of training's last evaluation; runs without one are
+    left out, and runs scored under different protocols are refused."""
+    kept = []
+    protocols = set()
+    for run in runs:
+        result = latest_evaluation(run.path)
+        if result is None:
+            continue
+        run.summary = {**run.summary, "eval_return_mean": result["return_mean"]}
+        env = result.get("env", {})
+        protocols.add((result["episodes"], result["epsilon"], env.get("repeat_action_probability")))
+        kept.append(run)
+    if not kept:
+        raise CompareError(
+            f"source: no run matching {where} under {_roots(roots)} has an evaluate.py result "
+            "(eval-*.json); run python evaluate.py run=<run dir> first"
+        )
+    if len(protocols) > 1:
+        raise CompareError(
+            "source: the runs were evaluated under different protocols "
+            f"(episodes, epsilon, sticky): {sorted(protocols)}"
+        )
+    if len(kept) < len(runs):
+        print(f"note: {len(runs) - len(kept)} runs have no evaluate.py result", file=sys.stderr)
+    return kept
 
 
 def argv_filters(argv: list[str]) -> list[str]:

@@ -27,7 +27,8 @@ IGNORED_PREFIXES = (
     "study",
 )
 SELECTORS = ("group", "tag", "env", "algo", "status")
-OPTIONS = ("by", "runs", "out")
+OPTIONS = ("by", "runs", "out", "source")
+SOURCES = ("train", "evaluate")
 
 
 class CompareError(ValueError):
@@ -53,6 +54,17 @@ class Run:
     @property
     def seed(self) -> int:
         return int(self.config.get("seed", 0))
+
+
+def latest_evaluation(run_dir: Path) -> dict[str, Any] | None:
+    """The newest ``eval-*.json`` evaluate.py left in ``run_dir`` (``source=evaluate``)."""
+    files = sorted(run_dir.glob("eval-*.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(files):
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def find_runs(roots: list[Path]) -> tuple[list[Run], int]:

@@ -28,8 +28,10 @@ def evaluate(
     epsilon: float,
     rng: np.random.Generator,
     seed: int | None = None,
+    lengths: list[int] | None = None,
 ) -> list[float]:
-    """Unclipped returns of ``episodes`` episodes played ε-greedily on ``env``."""
+    """Unclipped returns of ``episodes`` episodes played ε-greedily on ``env`` (their lengths
+    in agent steps appended to ``lengths`` when given)."""
     n = env.num_envs
     quota = np.full(n, episodes // n)
     quota[: episodes % n] += 1
@@ -41,9 +43,11 @@ def evaluate(
     while (finished < quota).any():
         actions = epsilon_greedy(policy, obs, epsilon, n_actions, rng)
         obs, rewards, terminated, truncated, _ = env.step(actions)
-        for e, episode_return, _length in book.step(rewards, terminated, truncated)[1]:
+        for e, episode_return, length in book.step(rewards, terminated, truncated)[1]:
             if finished[e] < quota[e]:
                 returns.append(episode_return)
+                if lengths is not None:
+                    lengths.append(length)
                 finished[e] += 1
     return returns
 

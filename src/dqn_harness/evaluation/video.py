@@ -41,6 +41,13 @@ def play_episode(
     return frames, total
 
 
+def video_fps(env_cfg: Any, env: gym.Env) -> float:
+    """Real-time playback: frames are kept at agent-step rate."""
+    if is_atari(env_cfg.id):
+        return 60.0 / env_cfg.frame_skip  # the emulator runs at 60 frames/s
+    return float(env.metadata.get("render_fps") or 30)
+
+
 def write_gif(frames: list[np.ndarray], path: Path, fps: float) -> None:
     images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
     save_atomic(
@@ -93,10 +100,8 @@ class VideoRecorder:
 
     @property
     def fps(self) -> float:
-        if is_atari(self.env_cfg.id):
-            return 60.0 / self.env_cfg.frame_skip  # the emulator runs at 60 frames/s
         assert self.env is not None
-        return float(self.env.metadata.get("render_fps") or 30)
+        return video_fps(self.env_cfg, self.env)
 
     def record(self, policy: Policy, env_steps: int, evaluation: int) -> Path:
         if self.env is None:

@@ -1,0 +1,1 @@
+"""Score checkpoints under a stated protocol: ``python evaluate.py`` (see main.py)."""
