@@ -6,7 +6,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from dqn_harness.cli import preflight, train_main
+from dqn_harness.cli import finish_multirun, preflight, train_main
+from dqn_harness.multirun import is_multirun
 
 CONF = Path(__file__).resolve().parent / "conf"
 
@@ -18,4 +19,12 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv[1:] = preflight(CONF, sys.argv[1:])
-    main()
+    if not is_multirun(sys.argv[1:]):
+        main()
+    else:
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:  # an interrupted job stops the grid; Hydra's own errors exit 1
+            code = exc.code if isinstance(exc.code, int) else 1
+        sys.exit(finish_multirun(sys.argv[1:], code))

@@ -245,8 +245,8 @@ def run(
     finally:
         summary = tracker.write_summary({**evaluator.summary(), **extra, "status": status})
         tracker.close(summary, status)
-        stop.uninstall()
         env.close()
         evaluator.close()
+        stop.uninstall()  # last: on SIGUSR1 it may hand over to a requeueing handler
     summary["exit_code"] = 1 if status == "diverged" else stop.exit_code
     return summary

@@ -1,7 +1,12 @@
-"""Graceful stop on Ctrl-C / SIGTERM: finish the current step, checkpoint, write the summary.
+"""Graceful stop on Ctrl-C / SIGTERM / SIGUSR1: finish the current step, checkpoint, write the
+summary.
 
 The first signal only sets a flag that the training loops poll between steps; a second one
 restores the default handler's behaviour, so a stuck run can still be killed from the keyboard.
+SIGUSR1 is what Slurm sends before a time limit (``--signal=USR1@120``; the submitit launcher's
+``signal_delay_s``): once the run has checkpointed, a handler that was installed before ours
+(submitit's, which requeues the job) is called with it, so the requeued job can carry on with
+``resume=auto``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import sys
 import threading
 from types import FrameType
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGUSR1: 138}
 
 
 class StopFlag:
@@ -49,4 +54,7 @@ class StopFlag:
     def uninstall(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
+        previous = self._previous.get(signal.SIGUSR1)
         self._previous.clear()
+        if self.signum == signal.SIGUSR1 and callable(previous):
+            previous(signal.SIGUSR1, None)  # e.g. submitit's: requeue now that state is saved
