@@ -156,19 +156,30 @@ def test_frozenlake_sweep_reports_preset_and_resumes(tmp_path, study_name):
     assert config["sweep.trial"] == study.best_trial.number
     assert config["algo.alpha"] == pytest.approx(study.best_params["algo.alpha"])
 
-    # The preset re-runs the best trial through train.py and solves FrozenLake.
-    preset = ROOT / "experiments" / f"{study_name}_best.yaml"
+    # The preset stays with the study (the repository's experiments/ is not touched), and
+    # +experiment= finds it there: it re-runs the best trial through train.py and solves.
+    preset = out / "experiment" / f"{study_name}_best.yaml"
+    recorded = ROOT / "experiments" / f"{study_name}_best.yaml"
+    assert not recorded.exists()
     assert "algo.alpha" not in preset.read_text() and "alpha:" in preset.read_text()
     trained = run_train(f"+experiment={study_name}_best", "logger=none", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert f"SOLVED at {int(study.best_value):,} agent steps" in trained.stdout
 
-    # The same command with a bigger budget continues the study; nothing is lost.
+    # The same command with a bigger budget continues the study; nothing is lost. A preset
+    # the repository records under the same name is kept (and the report says so).
+    recorded.write_text("# @package _global_\n# recorded results refer to this file\nseed: 5\n")
     second = run_sweep(*args, "n_trials=5", "logger=none", cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
+    assert recorded.read_text().startswith("# @package _global_\n# recorded results")
+    assert "export=true to replace" in second.stdout
     study = load(study_name, storage)
     assert len(study.get_trials()) == 5
     assert {t.number: (t.params, t.value) for t in study.get_trials()[:3]} == before
+    exported = run_sweep(*args, "report=true", "export=true", cwd=tmp_path, timeout=120)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert recorded.read_text() == preset.read_text()
+    assert f"trial {study.best_trial.number}" in recorded.read_text()
 
     # report=true prints the study as it stands and runs nothing.
     again = run_sweep(*args, "report=true", cwd=tmp_path, timeout=120)
@@ -321,6 +332,32 @@ def test_two_workers_share_a_postgresql_study(tmp_path, study_name, postgres_url
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # both processes ran trials
     assert "study " in result.stdout and "best: trial" in result.stdout
+
+
+def test_two_workers_share_a_journal_study_without_a_server(tmp_path, study_name):
+    """storage=journal:<file>: what a cluster with a shared file system and no database has."""
+    journal = tmp_path / "shared" / "study.journal"
+    result = run_sweep(
+        "sweep=frozenlake_tabular",
+        f"study={study_name}",
+        f"storage=journal:{journal}",
+        "workers=2",
+        "n_trials=4",
+        *FAST_FROZENLAKE,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = optuna.load_study(
+        study_name=study_name, storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(trials))) and 4 <= len(trials) <= 5
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    assert "best: trial" in result.stdout
 
 
 def test_a_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, study_name, monkeypatch):

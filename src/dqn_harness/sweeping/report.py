@@ -1,8 +1,10 @@
 """A study's results: the report people read, the plots they look at, the preset they run next.
 
-The preset is a Hydra experiment file (``experiments/<study>_best.yaml``, reached through the
-``conf/experiment`` link), so the best trial is re-run with ``python train.py
-+experiment=<study>_best`` and no copying of numbers by hand.
+The preset is a Hydra experiment file kept with the study (``<out>/<study>/experiment/
+<study>_best.yaml``, which ``+experiment=`` finds there), so the best trial is re-run with
+``python train.py +experiment=<study>_best`` and no copying of numbers by hand. Only
+``export=true`` writes it into ``experiments/``, whose presets the repository records results
+for: a user's sweep never silently replaces one.
 """
 
 from __future__ import annotations
@@ -158,11 +160,24 @@ def write_report(study: optuna.Study, plan: Plan) -> str:
         lines += [f"  {k} = {_fmt(v)}" for k, v in best.params.items()]
         if weights:
             lines.append("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
-        preset = plan.paths.presets / f"{study.study_name}_best.yaml"
+        name = f"{study.study_name}_best"
+        preset = out / "experiment" / f"{name}.yaml"
         preset.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(preset, preset_yaml(plan, best))
+        text = preset_yaml(plan, best)
+        write_text_atomic(preset, text)
+        recorded = plan.paths.presets / f"{name}.yaml"
+        if plan.spec.export:
+            recorded.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(recorded, text)
+            preset = recorded
         pngs = plot(study, out, weights)
-        lines.append(f"preset: {preset}  (python train.py +experiment={study.study_name}_best)")
+        lines.append(f"preset: {preset}  (python train.py +experiment={name})")
+        if not plan.spec.export and recorded.exists():
+            lines.append(
+                f"  note: {recorded} (recorded) is kept and is what +experiment={name} runs; "
+                f"this study's: +experiment={name} hydra.searchpath=[file://{out.absolute()}], "
+                "or export=true to replace the recorded one"
+            )
         lines.append(f"plot: {pngs[0]}")
         report.update(
             best_trial=best.number,

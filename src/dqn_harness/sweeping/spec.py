@@ -91,11 +91,14 @@ class SweepSpec:
     n_trials: int = 20  # total trials in the study (complete + pruned + failed, retries excluded)
     timeout: float | None = None  # seconds after which this command starts no new trial
     workers: int = 1  # worker processes on this machine
-    storage: str | None = None  # RDB URL; default sqlite:///<out>/<study>/study.db
+    # RDB URL (sqlite:///..., postgresql://...) or journal:<file> on a shared file system;
+    # default sqlite:///<out>/<study>/study.db
+    storage: str | None = None
     out: str = "outputs/sweeps"  # trial run dirs, study.db and the report go in <out>/<study>/
-    presets_dir: str | None = (
-        None  # where <study>_best.yaml goes (default: the repo's experiments/)
-    )
+    # also write <study>_best.yaml into experiments/ (presets_dir), replacing a recorded preset
+    # of that name; without it the preset stays with the study in <out>/<study>/experiment/
+    export: bool = False
+    presets_dir: str | None = None  # where export=true writes (default: the repo's experiments/)
     report: bool = False  # print and write the report of the study as it stands, run nothing
 
 

@@ -1,7 +1,10 @@
 """Where a study lives and how it proposes and prunes: storage, sampler, pruner, open_study.
 
-The study lives in an Optuna RDB storage (a SQLite file per study by default, PostgreSQL for many
-machines), so running the same command again, or on another machine, joins the same study.
+The study lives in an Optuna storage, so running the same command again, or on another machine,
+joins the same study: a SQLite file per study by default (one machine), PostgreSQL for many
+machines, or ``journal:<path>``, an append-only file on a shared file system for clusters
+without a database server. Only the RDB storages have Optuna's heartbeat: on a journal a dead
+worker's trial stays RUNNING and is not retried (README "Sweeps across machines").
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
 from omegaconf import OmegaConf
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from sqlalchemy.engine import make_url
 
 from dqn_harness.sweeping.spec import Plan, SweepError, SweepSpec
@@ -33,8 +38,29 @@ def redact(url: str) -> str:
         return url
 
 
-def open_storage(plan: Plan) -> RDBStorage:
+JOURNAL = "journal:"
+
+
+def has_heartbeat(storage: BaseStorage) -> bool:
+    """Whether dead workers' trials are noticed (and retried): RDB storages only."""
+    return isinstance(storage, RDBStorage)
+
+
+def open_journal(path: str) -> JournalStorage:
+    if not path:
+        raise SweepError("storage: journal: needs a file path (storage=journal:/shared/study.log)")
+    file = Path(path).absolute()
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(file)))
+    except OSError as exc:
+        raise SweepError(f"storage: cannot open journal {file}: {exc.strerror or exc}") from None
+
+
+def open_storage(plan: Plan) -> BaseStorage:
     url = storage_url(plan)
+    if url.startswith(JOURNAL):
+        return open_journal(url[len(JOURNAL) :])
     if url.startswith("sqlite:///"):
         plan.out.mkdir(parents=True, exist_ok=True)
     hb = plan.spec.heartbeat
@@ -82,7 +108,7 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(plan: Plan, storage: RDBStorage, sampler_seed: int) -> optuna.Study:
+def open_study(plan: Plan, storage: BaseStorage, sampler_seed: int) -> optuna.Study:
     spec = plan.spec
     try:
         study = optuna.create_study(

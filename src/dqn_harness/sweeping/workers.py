@@ -4,7 +4,9 @@
   machines share it, and a re-run after a crash finishes the study rather than starting over.
   Failed trials that were retried don't count; a trial cut short by Ctrl-C is re-queued.
 - Killed workers are detected by Optuna's heartbeat: a RUNNING trial whose heartbeat is older
-  than the grace period is marked FAIL and re-queued with the same parameters.
+  than the grace period is marked FAIL and re-queued with the same parameters. A journal
+  storage has no heartbeat: there a worker stops once the budget is spent instead of waiting
+  for trials it cannot tell from a dead worker's.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ import warnings
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_harness.sweeping.objective import TrialRunner
 from dqn_harness.sweeping.spec import Paths, Plan, SweepSpec
-from dqn_harness.sweeping.study import make_sampler, open_storage, open_study
+from dqn_harness.sweeping.study import has_heartbeat, make_sampler, open_storage, open_study
 
 
 def trials_used(trials: list[FrozenTrial]) -> int:
@@ -110,7 +112,7 @@ def work(plan: Plan, worker_index: int, progress: bool, printer: bool) -> int:
                 if lines:
                     lines.poll()
                 continue
-            if not running:
+            if not running or not has_heartbeat(storage):
                 break
             if not waiting_note and printer:
                 print(
@@ -131,7 +133,7 @@ def work(plan: Plan, worker_index: int, progress: bool, printer: bool) -> int:
     return 0
 
 
-def _study_id(storage: RDBStorage, name: str) -> int:
+def _study_id(storage: BaseStorage, name: str) -> int:
     try:
         return storage.get_study_id_from_name(name)
     except KeyError:
@@ -152,7 +154,9 @@ def _worker_entry(
     sys.exit(130)
 
 
-def run_workers(plan: Plan, train_args: list[str], storage: RDBStorage, study: optuna.Study) -> int:
+def run_workers(
+    plan: Plan, train_args: list[str], storage: BaseStorage, study: optuna.Study
+) -> int:
     """``workers=N``: N processes on the same storage; this process prints what finishes."""
     n = plan.spec.workers
     threads = max(1, (os.cpu_count() or 1) // n)
@@ -160,7 +164,8 @@ def run_workers(plan: Plan, train_args: list[str], storage: RDBStorage, study: o
     # re-imports torch, Lightning and Optuna in each, seconds per worker). No database
     # connection may cross the fork (SQLite's locks would break): the pool is emptied first,
     # and each worker opens its own storage.
-    storage.engine.dispose()
+    if isinstance(storage, RDBStorage):
+        storage.engine.dispose()
     methods = multiprocessing.get_all_start_methods()
     ctx: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     procs = [
