@@ -1,20 +1,46 @@
 # Two commands do all the set-up:  `make train` (then trains)  and  `make test` (then tests).
-# CPU machines install the CPU build of torch through constraints/cpu.txt; on a GPU machine use
-# `make setup CONSTRAINTS=` to let pip pick the CUDA build.
+#
+# torch: TORCH=cpu (default) pins torch (constraints/cpu.txt) and adds PyTorch's CPU wheel index
+# when it answers, so pip takes the ~200 MB CPU build instead of PyPI's Linux wheel, which is
+# the CUDA build with several GB of NVIDIA libraries. Where that index cannot be reached, pip
+# takes torch from its own sources and `make` says so. TORCH=cuda installs pip's default (the
+# CUDA build on Linux) for a GPU machine. `make -s pip-args` prints what setup would pass to pip.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-CONSTRAINTS ?= constraints/cpu.txt
+TORCH ?= cpu
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+CONSTRAINTS ?= $(if $(filter cpu,$(TORCH)),constraints/cpu.txt,)
+EXTRAS ?= dev
 ARGS ?= env=pong
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test lint postgres
+# --extra-index-url (CPU wheels) only for TORCH=cpu and only when the index answers
+define pip_args
+index=""; \
+if [ "$(TORCH)" = cpu ] && [ -n "$(TORCH_CPU_INDEX)" ]; then \
+  if curl -sf --max-time 8 -o /dev/null "$(TORCH_CPU_INDEX)/torch/"; then \
+    index="--extra-index-url $(TORCH_CPU_INDEX)"; \
+    echo "torch: CPU build from $(TORCH_CPU_INDEX)" >&2; \
+  else \
+    echo "torch: $(TORCH_CPU_INDEX) does not answer; pip takes torch from its own sources" \
+      "(on a plain PyPI set-up that is the CUDA build, several GB; set TORCH_CPU_INDEX" \
+      "to a mirror to avoid it)" >&2; \
+  fi; \
+fi; \
+args="$(if $(CONSTRAINTS),-c $(CONSTRAINTS)) $$index -e .[$(EXTRAS)]"
+endef
+
+.PHONY: setup train test lint postgres pip-args
 setup: $(STAMP)
+
+pip-args:
+	@$(pip_args); echo $$args
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
+	@$(pip_args); echo "pip install $$args"; $(BIN)/python -m pip install -q $$args
 	touch $(STAMP)
 
 train: $(STAMP)
