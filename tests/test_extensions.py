@@ -219,6 +219,26 @@ def test_prioritized_sampler_weights_and_updates():
     assert sampler.tree.get(np.array([2]))[0] == 0.0
 
 
+def test_importance_weights_are_relative_to_the_batch_not_the_buffers_smallest_priority():
+    """One stored transition with a TD error of ~0 (priority eps**alpha) must not shrink every
+    update: measured against the buffer's smallest priority, every weight here was 2.5e-4."""
+    storage = FrameStorage(capacity=1023, num_envs=1, obs_shape=(1,), obs_dtype=np.int64)
+    sampler = PrioritizedSampler(
+        size=storage.size, alpha=0.6, beta=0.4, beta_steps=1000, eps=1e-6, seed=0
+    )
+    sampler.on_write(storage, 1023, np.arange(1000))
+    td = np.ones(1000)
+    td[0] = 0.0
+    sampler.update(np.arange(1000), td)
+    idx, weights = sampler.sample(storage, 32, env_steps=1000)  # beta 1
+    assert 0 not in idx and weights.tolist() == [1.0] * 32  # equal priorities, equal weights
+    # within a batch the weights still undo the sampling bias: (p_i / p_min)^-beta
+    sampler.update(np.arange(1, 1000), np.linspace(0.1, 10.0, 999))
+    idx, weights = sampler.sample(storage, 64, env_steps=1000)
+    p = sampler.tree.get(idx)
+    assert weights.max() == 1.0 and weights == pytest.approx(p.min() / p, rel=1e-5)
+
+
 def test_importance_weights_scale_each_sample_loss():
     module = DQN(Table([[1.0, 2.0], [0.0, 0.0]]), gamma=0.5, lr=1e-3, loss="mse")
     batch = {
