@@ -29,6 +29,8 @@ from .conftest import compose_cfg, run_train
         ["env=pong", "+experiment=rainbow_lite"],
         ["env=cartpole", "+experiment=rainbow_lite"],
         ["+experiment=pong_candidate_n4"],
+        ["+experiment=pong_nature"],
+        ["+experiment=pong_dqn"],
     ],
 )
 def test_shipped_configs_compose_and_validate(overrides):
@@ -43,6 +45,18 @@ def test_env_presets_pick_their_model_and_schedule():
     assert compose_cfg("env=cartpole").schedule.name == "classic"
     # the command line still wins over the preset
     assert compose_cfg("env=cartpole", "schedule=fast").schedule.name == "fast"
+
+
+def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
+    fast, classic = compose_cfg("env=pong"), compose_cfg("+experiment=pong_nature")
+    assert (fast.algo.n_step, fast.train_freq, fast.trainer.precision) == (4, 1, "bf16-mixed")
+    assert fast.schedule.epsilon.end == 0.02 and fast.schedule.epsilon.steps == 150_000
+    assert fast.eval.stop_on_solve and fast.eval.every == 25_000 and fast.eval.episodes == 10
+    assert (classic.algo.n_step, classic.train_freq, classic.trainer.precision) == (1, 4, "32-true")
+    assert classic.schedule.epsilon.end == 0.01 and classic.total_steps == 1_000_000
+    # the recorded classic run (experiments/README "pong_dqn") still composes to its settings
+    recorded = compose_cfg("+experiment=pong_dqn")
+    assert (recorded.algo.n_step, recorded.train_freq, recorded.eval.episodes) == (1, 4, 5)
 
 
 def test_switch_groups_set_their_keys_under_any_env_preset():

@@ -63,6 +63,8 @@ def overrides(a: argparse.Namespace, out: Path) -> list[str]:
         f"env.num_envs={a.num_envs}",
         "batch_size=32",
         "train_freq=4",
+        "algo.n_step=1",  # the classic DQN the baseline loop implements, whatever env=pong holds
+        "trainer.precision=32-true",
         "optim.lr=1e-4",
         "optim.eps=1e-8",
         "algo.loss=mse",
