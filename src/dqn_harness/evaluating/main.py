@@ -98,6 +98,7 @@ def log_to_wandb(cfg: Any, result: dict[str, Any], tag: str, logger: str) -> str
     if logger != "wandb":
         return None
     import wandb
+
     from dqn_harness.tracking import flatten
     from dqn_harness.wandb_mode import wandb_mode
 
