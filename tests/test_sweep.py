@@ -269,7 +269,10 @@ def test_sigkilled_worker_is_retried_and_nothing_finished_is_lost(tmp_path, stud
     try:
         while victim is None and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.3)
-            if not (tmp_path / "outputs" / "sweeps" / study_name / "study.db").exists():
+            # read only once the first trial has started: a reader that opens the SQLite file
+            # while the sweep is still creating its tables can make the sweep's create fail
+            trials_dir = tmp_path / "outputs" / "sweeps" / study_name / "trials"
+            if not trials_dir.is_dir() or not any(trials_dir.iterdir()):
                 continue
             try:
                 trials = load(study_name, storage).get_trials()
