@@ -27,6 +27,7 @@ from dqn_harness.evaluation.evaluator import evaluate
 from dqn_harness.evaluation.video import play_episode, video_fps, write_gif
 from dqn_harness.files import write_text_atomic
 from dqn_harness.policy import Policy
+from dqn_harness.training.checkpoint import read_checkpoint
 
 # env keys a protocol may change: how episodes are played, not what the agent was trained on
 PROTOCOL_ENV_KEYS = ("repeat_action_probability", "max_episode_steps", "noop_max")
@@ -66,15 +67,7 @@ def checkpoint_path(run_dir: Path | None, checkpoint: str) -> Path:
 
 def load_weights(path: Path) -> dict[str, Any]:
     """A best/last weights file and the config it was trained with, or a one-line error."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 (truncated zip, unpickling errors, ...)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(
-            "checkpoint", f"{path} is corrupt or truncated ({reason[:120]})"
-        ) from None
-    if not isinstance(data, dict) or "config" not in data or "env_steps" not in data:
-        raise ConfigError("checkpoint", f"{path} is not a dqn-harness best/last checkpoint")
+    data = read_checkpoint(path, "checkpoint", "best/last")
     if "q_net" not in data and "values" not in data:
         raise ConfigError("checkpoint", f"{path} holds no Q-network or Q-table")
     return data

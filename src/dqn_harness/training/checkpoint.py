@@ -133,6 +133,21 @@ def write_state(state: dict[str, Any], ckpt_dir: Path, replay: dict[str, Any] | 
             path.unlink(missing_ok=True)
 
 
+def read_checkpoint(path: Path, key: str, kind: str) -> dict[str, Any]:
+    """A file this harness saved (``state.pt``, ``best.pt``, ``last.pt``), or a one-line
+    ConfigError under ``key`` saying it is corrupt or not ours."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 (truncated zip, unpickling errors, ...)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(
+            key, f"checkpoint {path} is corrupt or truncated ({reason[:120]})"
+        ) from None
+    if not isinstance(data, dict) or "config" not in data or "env_steps" not in data:
+        raise ConfigError(key, f"{path} is not a dqn-harness {kind} checkpoint")
+    return data
+
+
 def load_state(run_dir: Path) -> dict[str, Any]:
     """The saved state of a run, or a ConfigError saying why it cannot be resumed."""
     if not run_dir.is_dir():
@@ -142,15 +157,7 @@ def load_state(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(
             "resume", f"no checkpoint at {path} (the run stopped before its first checkpoint)"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 (truncated zip, unpickling errors, ...)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(
-            "resume", f"checkpoint {path} is corrupt or truncated ({reason[:120]})"
-        ) from None
-    if not isinstance(state, dict) or "config" not in state or "env_steps" not in state:
-        raise ConfigError("resume", f"{path} is not a dqn-harness run checkpoint")
+    state = read_checkpoint(path, "resume", "run")
     if state.get("format") != FORMAT:
         raise ConfigError(
             "resume",
