@@ -1,4 +1,4 @@
-"""The update-cost benchmark runs and prints its figures (checked for content, not timing)."""
+"""The benchmarks run and print their figures (checked for content, not timing)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,27 @@ def test_update_cost_prints_flops_peak_and_ratios():
     assert abs(variants["harness fp32"]["update_gflop"] - 2.18) < 0.01
     assert abs(variants["fp32 batch 64 / 8 steps"]["update_gflop"] - 4.37) < 0.01
     assert all(v["update_ms"] > 0 and v["act_ms"] > 0 for v in variants.values())
+
+
+def test_switch_cost_runs_every_variant_through_the_harness_and_prints_ratios():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments/bench/switch_cost.py")]
+        + ["--steps", "60", "--warmup", "100", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout.splitlines()[-1])
+    med = data["median_sps"]
+    assert set(med) == {
+        "base (1-step DQN)",
+        "+ double",
+        "+ dueling",
+        "+ 3-step",
+        "+ prioritized",
+        "env=pong (4-step)",
+        "rainbow_lite (all four)",
+    }
+    assert all(v > 0 for v in med.values())
+    assert "| rainbow_lite (all four) |" in proc.stdout and "| 1.00x |" in proc.stdout

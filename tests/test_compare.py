@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from dqn_harness.comparing.stats import aggregate, iqm
+from dqn_harness.tracking import read_metrics
 from tests.conftest import run_cli, run_train
 
 QUIET = ("progress=false",)
@@ -141,6 +143,7 @@ def test_compare_filters(runs):
         (("by=nope",), "by: no run has config key 'nope'"),
         (("runs=missing",), "runs: 'missing' is not a directory"),
         (("group",), "expected key=value"),
+        (("group=demo", "budget_s=0"), "budget_s: must be seconds > 0, got '0'"),
     ],
 )
 def test_compare_refuses_with_one_line(runs, args, message):
@@ -150,6 +153,35 @@ def test_compare_refuses_with_one_line(runs, args, message):
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     if args == ("group=nope",):
         assert "groups: demo, other" in proc.stderr  # says what there is instead
+
+
+def test_compare_at_a_wall_time_budget_cuts_each_run_where_its_clock_passed_it(runs):
+    """budget_s=S: curve, final/best eval, solved and agent steps as they stood after S seconds."""
+    run_dir = runs / "outputs" / "demo-a0.5-s0"
+    walls = read_metrics(run_dir, "perf/wall_s")
+    evals = read_metrics(run_dir, "eval/return_mean")
+    assert len(walls) >= 6 and [s for s, _ in evals] == [3000, 6000, 9000, 12000]
+    # a budget between the logs at 7,000 and 8,000 agent steps
+    (s0, t0), (s1, t1) = next(p for p in pairwise(walls) if p[0][0] == 7000)
+    budget = (t0 + t1) / 2
+    proc = compare(runs, "group=demo", "algo.alpha=0.5", "seed=0", f"budget_s={budget}", "out=b")
+    assert proc.returncode == 0, proc.stderr
+    row = read_csv(runs / "b" / "runs.csv")[0]
+    assert int(row["env_steps"]) == pytest.approx((s0 + s1) / 2, abs=1)
+    assert float(row["wall_s"]) == pytest.approx(budget)
+    assert float(row["eval_return_mean"]) == pytest.approx(evals[1][1])  # the one at 6,000
+    assert float(row["best_eval_return"]) == pytest.approx(max(evals[0][1], evals[1][1]))
+    full = summaries(runs, "demo-a0.5-s0")[0]
+    solved_at = full["solved_at_step"]
+    if solved_at is not None and solved_at <= 6000:
+        assert row["status"] == "solved" and row["solved_at_step"] == str(solved_at)
+    else:
+        assert row["status"] == f"at {budget:g} s" and row["solved_at_step"] == ""
+    # a budget past the run's end changes nothing
+    proc = compare(runs, "group=demo", "algo.alpha=0.5", "seed=0", "budget_s=1e6", "out=all")
+    assert proc.returncode == 0, proc.stderr
+    row = read_csv(runs / "all" / "runs.csv")[0]
+    assert int(row["env_steps"]) == full["env_steps"] and row["status"] == full["status"]
 
 
 def test_wandb_run_has_step_metric_group_job_type_and_tags(runs):

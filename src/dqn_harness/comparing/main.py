@@ -1,8 +1,8 @@
 """Compare local runs: learning curves over seeds (PNG) and a results table (markdown, CSV).
 
 ``python compare.py [group=G] [tag=T] [env=E] [algo=A] [status=S] [KEY=VALUE ...] [by=K1,K2]
-[runs=DIR,...] [source=train|evaluate] [out=DIR]`` reads every run under ``runs`` (default
-``outputs`` and ``multirun``, train.py's single runs and -m grids) from the files each
+[runs=DIR,...] [source=train|evaluate] [budget_s=S] [out=DIR]`` reads every run under ``runs``
+(default ``outputs`` and ``multirun``, train.py's single runs and -m grids) from the files each
 run leaves in its directory, so it needs no W&B account and no network: ``config.json`` (the flat
 config W&B also gets), ``summary.json`` and ``metrics.jsonl``.
 
@@ -15,10 +15,15 @@ percentile-bootstrap band (seeds resampled). The point estimate is the interquar
 of the middle 50%) once a config has 5+ seeds, which is robust to one outlier seed, and the plain
 mean below that, where the IQM would discard too much. A curve is drawn where every seed has an
 evaluation; a run that stopped because it solved the env holds its last evaluation.
+
+``budget_s=S`` compares the runs as they stood after S seconds of training wall time (curve,
+final and best evaluation, solved or not, agent steps), for claims like "solves within an hour"
+about runs that went on longer.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
@@ -32,8 +37,10 @@ from dqn_harness.comparing.runs import (
     OPTIONS,
     SELECTORS,
     SOURCES,
+    WALL_KEY,
     CompareError,
     Run,
+    at_budget,
     find_runs,
     label,
     latest_evaluation,
@@ -103,8 +110,11 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
         raise CompareError(f"source: '{source}' is not one of {', '.join(SOURCES)}")
     if source == "evaluate":
         chosen = with_evaluations(chosen, where, roots)
+    budget = _budget(options)
     for run in chosen:
         run.curve = read_metrics(run.path, EVAL_KEY)
+        if budget is not None:
+            at_budget(run, read_metrics(run.path, WALL_KEY), budget)
     chosen = [r for r in chosen if r.curve] or chosen
     by = options["by"].split(",") if "by" in options else varying_keys(chosen)
     unknown = [k for k in by if k not in known]
@@ -153,6 +163,18 @@ def with_evaluations(runs: list[Run], where: str, roots: list[Path]) -> list[Run
     if len(kept) < len(runs):
         print(f"note: {len(runs) - len(kept)} runs have no evaluate.py result", file=sys.stderr)
     return kept
+
+
+def _budget(options: dict[str, str]) -> float | None:
+    if "budget_s" not in options:
+        return None
+    try:
+        budget = float(options["budget_s"])
+    except ValueError:
+        budget = math.nan
+    if not budget > 0:
+        raise CompareError(f"budget_s: must be seconds > 0, got '{options['budget_s']}'")
+    return budget
 
 
 def argv_filters(argv: list[str]) -> list[str]:

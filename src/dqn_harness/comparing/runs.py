@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from dqn_harness.tracking import CONFIG_FILE, flatten
 
 EVAL_KEY = "eval/return_mean"
+WALL_KEY = "perf/wall_s"
 # Keys that say how a run is watched or named, not what it trains: never split configs.
 IGNORED_PREFIXES = (
     "seed",
@@ -27,7 +29,7 @@ IGNORED_PREFIXES = (
     "study",
 )
 SELECTORS = ("group", "tag", "env", "algo", "status")
-OPTIONS = ("by", "runs", "out", "source")
+OPTIONS = ("by", "runs", "out", "source", "budget_s")
 SOURCES = ("train", "evaluate")
 
 
@@ -65,6 +67,35 @@ def latest_evaluation(run_dir: Path) -> dict[str, Any] | None:
         except (OSError, ValueError):
             continue
     return None
+
+
+def at_budget(run: Run, walls: list[tuple[int, float]], budget_s: float) -> None:
+    """The run as it stood after ``budget_s`` seconds of training (``budget_s=`` in compare.py).
+
+    "Solves within an hour" is a claim about wall time, and runs go on past it (a recorded run
+    continued with ``resume=``, a slower seed): this cuts the curve and the summary at the agent
+    step the run had reached at ``budget_s`` of its own ``perf/wall_s`` clock (which carries on
+    across resumes), interpolated between its logs. Runs that ended sooner are left as they are.
+    """
+    if not walls or float(run.summary.get("wall_s") or walls[-1][1]) <= budget_s:
+        return
+    steps = [s for s, _ in walls]
+    times = [t for _, t in walls]
+    reached = int(np.interp(budget_s, times, steps, left=0))
+    run.curve = [(s, v) for s, v in run.curve if s <= reached]
+    solved_at = run.summary.get("solved_at_step")
+    solved = solved_at is not None and int(solved_at) <= reached
+    values = [v for _, v in run.curve]
+    run.summary = {
+        **run.summary,
+        "env_steps": reached,
+        "wall_s": float(budget_s),
+        "sps": reached / budget_s,
+        "eval_return_mean": values[-1] if values else None,
+        "best_eval_return": max(values) if values else None,
+        "solved_at_step": solved_at if solved else None,
+        "status": "solved" if solved else f"at {budget_s:g} s",
+    }
 
 
 def find_runs(roots: list[Path]) -> tuple[list[Run], int]:
