@@ -129,7 +129,8 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
     out.mkdir(parents=True, exist_ok=True)
     thresholds = {r.summary.get("reward_threshold") for r in chosen}
     threshold = thresholds.pop() if len(thresholds) == 1 else None
-    plot(results, out / "curves.png", where, threshold)
+    title = where if budget is None else f"{where}, as they stood after {budget:g} s"
+    plot(results, out / "curves.png", title, threshold)
     (out / "table.md").write_text(markdown_table(results))
     (out / "table.csv").write_text(table_csv(results))
     (out / "runs.csv").write_text(runs_csv(results))
