@@ -121,10 +121,11 @@ class DQNLearner:
         """The agent step of the batch the policy last learned from (None before any update)."""
         return self.module.env_steps
 
-    def _loader(self, stream: ReplayStream) -> DataLoader:
+    @staticmethod
+    def _loader(stream: ReplayStream, trainer: pl.Trainer) -> DataLoader:
         """Batches from page-locked memory on a GPU: Lightning then copies them without blocking
         (a copy from pageable memory waits for the host); on CPU pinning is only a copy."""
-        on_gpu = self.trainer.strategy.root_device.type == "cuda"
+        on_gpu = trainer.strategy.root_device.type == "cuda"
         return DataLoader(stream, batch_size=None, num_workers=0, pin_memory=on_gpu)
 
     def summary(self) -> dict[str, Any]:
@@ -164,7 +165,7 @@ class DQNLearner:
             default_root_dir=str(periodic.evaluator.ckpt_dir.parent),
         )
         try:
-            self.trainer.fit(self.module, self._loader(stream))
+            self.trainer.fit(self.module, self._loader(stream, self.trainer))
         except SIGTERMException:
             # Lightning chains our SIGTERM handler (the stop flag is set) but then ends fit with
             # its own SystemExit; finish exactly as after Ctrl-C: checkpoint, summary, exit 143.
