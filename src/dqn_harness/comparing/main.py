@@ -79,6 +79,7 @@ def parse_args(
 
 def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
     selectors, values, options = parse_args(argv)
+    budget = _budget(options)  # checked before any run dir is read
     if "runs" in options:
         roots = [Path(p) for p in options["runs"].split(",")]
         for root in roots:
@@ -110,7 +111,6 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
         raise CompareError(f"source: '{source}' is not one of {', '.join(SOURCES)}")
     if source == "evaluate":
         chosen = with_evaluations(chosen, where, roots)
-    budget = _budget(options)
     for run in chosen:
         run.curve = read_metrics(run.path, EVAL_KEY)
         if budget is not None:
