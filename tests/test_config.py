@@ -22,6 +22,7 @@ from .conftest import compose_cfg, run_train
         ["env=pong", "env.backend=ale_vector", "env.num_envs=4"],
         ["env=pong", "env.frame=seed_crop"],
         ["env=atari", "env.id=ALE/SpaceInvaders-v5"],
+        ["env=atari_fast", "env.id=ALE/SpaceInvaders-v5"],
         ["env=cartpole", "schedule=exponential"],
         ["env=cartpole", "logger=csv", "trainer=cpu"],
         ["env=pong", "model=dueling_cnn", "buffer=prioritized", "algo.double=true"],
@@ -57,6 +58,24 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
     # the recorded classic run (experiments/README "pong_dqn") still composes to its settings
     recorded = compose_cfg("+experiment=pong_dqn")
     assert (recorded.algo.n_step, recorded.train_freq, recorded.eval.episodes) == (1, 4, 5)
+
+
+def test_breakout_is_the_pong_preset_on_another_game_and_atari_stays_classic():
+    """Issue 16 records env=breakout "with the same preset" as env=pong: only the game differs."""
+    pong, breakout = (
+        OmegaConf.to_container(compose_cfg(f"env={game}"), resolve=False)
+        for game in ("pong", "breakout")
+    )
+    for cfg in (pong, breakout):
+        cfg.pop("run_name")
+        cfg.pop("env")
+    assert breakout == pong
+    cfg = compose_cfg("env=breakout")
+    assert (cfg.env.name, cfg.env.id) == ("breakout", "ALE/Breakout-v5")
+    any_game = compose_cfg("env=atari_fast", "env.id=ALE/SpaceInvaders-v5")
+    assert any_game.env.name == "spaceinvaders" and any_game.algo.n_step == 4
+    classic = compose_cfg("env=atari")
+    assert (classic.train_freq, classic.buffer.capacity, classic.total_steps) == (4, 10**6, 10**7)
 
 
 def test_switch_groups_set_their_keys_under_any_env_preset():
@@ -131,7 +150,7 @@ def test_validate_names_the_bad_key(overrides, key, monkeypatch):
     [
         (["no_such_key=1"], "no_such_key"),
         (["optim.lrr=0.1"], "optim.lrr"),
-        (["env=atlantis"], "available: atari, breakout, cartpole"),
+        (["env=atlantis"], "available: atari, atari_fast, breakout, cartpole"),
         (["env.id=ALE/NoSuchGame-v5"], "env.id"),
         (["algo.gamma=1.5"], "algo.gamma"),
         (["optim.lr=-1"], "optim.lr"),
@@ -191,7 +210,6 @@ def test_any_ale_game_has_no_borrowed_threshold():
     assert reward_threshold(compose_cfg("env=pong", "env.id=ALE/Breakout-v5").env) is None
     assert reward_threshold(compose_cfg("env=pong").env) == 19.0
     assert reward_threshold(compose_cfg("env=atari", "env.reward_threshold=300").env) == 300.0
-    assert compose_cfg("env=breakout").buffer.capacity == compose_cfg("env=atari").buffer.capacity
 
 
 def test_native_bf16_is_read_from_the_cpu_flags():
