@@ -134,6 +134,17 @@ def test_compare_filters(runs):
     assert read_csv(runs / "other" / "table.csv")[0]["n"] == "1"
 
 
+def test_compare_titles_its_plot_with_the_filters_or_else_the_groups(runs):
+    from dqn_harness.comparing.main import plot_title
+    from dqn_harness.comparing.runs import find_runs
+
+    found, _ = find_runs([runs / "outputs"])
+    assert plot_title([], found, None) == "demo, other (7 runs)"  # was "(no filters)"
+    demo = [r for r in found if r.group == "demo"]
+    assert plot_title(["group=demo"], demo, 3600.0) == "group=demo, as they stood after 3600 s"
+    assert plot_title([], demo[:1], None) == "demo (1 run)"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

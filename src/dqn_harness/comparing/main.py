@@ -129,7 +129,7 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
     out.mkdir(parents=True, exist_ok=True)
     thresholds = {r.summary.get("reward_threshold") for r in chosen}
     threshold = thresholds.pop() if len(thresholds) == 1 else None
-    title = where if budget is None else f"{where}, as they stood after {budget:g} s"
+    title = plot_title(argv_filters(argv), chosen, budget)
     plot(results, out / "curves.png", title, threshold)
     (out / "table.md").write_text(markdown_table(results))
     (out / "table.csv").write_text(table_csv(results))
@@ -176,6 +176,15 @@ def _budget(options: dict[str, str]) -> float | None:
     if not budget > 0:
         raise CompareError(f"budget_s: must be seconds > 0, got '{options['budget_s']}'")
     return budget
+
+
+def plot_title(filters: list[str], runs: list[Run], budget: float | None) -> str:
+    """The filters that chose the runs, or (with none) the groups they came from: a plot that
+    leaves the README carries no command line, so its title has to say what it shows."""
+    groups = sorted({r.group for r in runs})
+    count = f"{len(runs)} run" + ("s" if len(runs) != 1 else "")
+    subject = " ".join(filters) or f"{', '.join(groups)} ({count})"
+    return subject if budget is None else f"{subject}, as they stood after {budget:g} s"
 
 
 def argv_filters(argv: list[str]) -> list[str]:
