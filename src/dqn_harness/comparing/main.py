@@ -92,7 +92,8 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
                 f"runs: no {' or '.join(DEFAULT_ROOTS)} directory here (runs=DIR names another)"
             )
     runs, skipped = find_runs(roots)
-    where = " ".join(argv_filters(argv)) or "(no filters)"
+    filters = argv_filters(argv)
+    where = " ".join(filters) or "(no filters)"
     known = {k for r in runs for k in r.config}
     for key in values:
         if runs and key not in known:
@@ -129,7 +130,7 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
     out.mkdir(parents=True, exist_ok=True)
     thresholds = {r.summary.get("reward_threshold") for r in chosen}
     threshold = thresholds.pop() if len(thresholds) == 1 else None
-    title = plot_title(argv_filters(argv), chosen, budget)
+    title = plot_title(filters, chosen, budget)
     plot(results, out / "curves.png", title, threshold)
     (out / "table.md").write_text(markdown_table(results))
     (out / "table.csv").write_text(table_csv(results))
