@@ -5,7 +5,7 @@ Writes learning curves (PNG) and a results table (markdown, CSV); see README "Co
 
 import sys
 
-from dqn_harness.comparing.main import compare_main
+from dqn_harness.commands.compare import compare_main
 
 if __name__ == "__main__":
     sys.exit(compare_main(sys.argv[1:]))

@@ -6,7 +6,7 @@ checkpoint".
 
 import sys
 
-from dqn_harness.evaluating.main import evaluate_main
+from dqn_harness.commands.evaluate import evaluate_main
 
 if __name__ == "__main__":
     sys.exit(evaluate_main(sys.argv[1:]))

@@ -6,7 +6,7 @@ Options and the sweep file format: README "Sweeps" and src/dqn_harness/sweeping/
 import sys
 from pathlib import Path
 
-from dqn_harness.sweeping.main import sweep_main
+from dqn_harness.commands.sweep import sweep_main
 
 if __name__ == "__main__":
     sys.exit(sweep_main(sys.argv[1:], Path(__file__).resolve().parent))

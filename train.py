@@ -6,8 +6,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from dqn_harness.cli import finish_multirun, preflight, train_main
-from dqn_harness.multirun import is_multirun
+from dqn_harness.commands.multirun import is_multirun
+from dqn_harness.commands.train import finish_multirun, preflight_or_exit, train_main
 
 CONF = Path(__file__).resolve().parent / "conf"
 
@@ -18,7 +18,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = preflight(CONF, sys.argv[1:])
+    sys.argv[1:] = preflight_or_exit(CONF, sys.argv[1:])
     if not is_multirun(sys.argv[1:]):
         main()
     else:

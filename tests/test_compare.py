@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from dqn_harness.comparing.stats import aggregate, iqm
-from dqn_harness.tracking import read_metrics
+from dqn_harness.tracking.metrics import read_metrics
 from tests.conftest import run_cli, run_train
 
 QUIET = ("progress=false",)
@@ -135,7 +135,7 @@ def test_compare_filters(runs):
 
 
 def test_compare_titles_its_plot_with_the_filters_or_else_the_groups(runs):
-    from dqn_harness.comparing.main import plot_title
+    from dqn_harness.comparing.comparison import plot_title
     from dqn_harness.comparing.runs import find_runs
 
     found, _ = find_runs([runs / "outputs"])

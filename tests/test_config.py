@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from dqn_harness.config import validate
-from dqn_harness.errors import ConfigError
+from dqn_harness.errors import UsageError
 
 from .conftest import compose_cfg, run_train
 
@@ -140,7 +140,7 @@ def test_validate_names_the_bad_key(overrides, key, monkeypatch):
         monkeypatch.setenv("HOME", "/nonexistent")
     base = [] if any(o.startswith("env=") for o in overrides) else ["env=cartpole"]
     cfg = compose_cfg(*base, *overrides)
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(UsageError) as info:
         validate(cfg)
     assert info.value.key == key
 

@@ -55,13 +55,13 @@ def test_tabular_result_equals_a_recomputation_and_is_logged(runs):
     result = json.loads(path.read_text())
 
     # recompute: the best checkpoint's table, played greedily on the same seed
-    from dqn_harness.agents.tabular import QTable
-    from dqn_harness.evaluating.protocol import Protocol, run_config
+    from dqn_harness.scoring.protocol import Protocol, scoring_config
+    from dqn_harness.tabular.qtable import QTable
 
     weights = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=False)
     table = QTable(4)
     table.load_state_dict(weights)
-    cfg = run_config(weights["config"], Protocol())
+    cfg = scoring_config(weights["config"], Protocol())
     env = make_vec_env(cfg.env, 1)
     returns = evaluate(env, table.greedy, 60, 0.0, np.random.default_rng(7), seed=7)
     env.close()
@@ -117,10 +117,10 @@ def test_dqn_protocol_caps_episodes_and_compare_reads_it(runs):
     assert all(r <= 40 for r in result["returns"])  # CartPole pays 1 per step
 
     # recompute with the saved network
-    from dqn_harness.evaluating.protocol import Protocol, load_policy, run_config
+    from dqn_harness.scoring.protocol import Protocol, load_policy, scoring_config
 
     weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
-    cfg = run_config(weights["config"], Protocol(env={"max_episode_steps": 40}))
+    cfg = scoring_config(weights["config"], Protocol(env={"max_episode_steps": 40}))
     env = make_vec_env(cfg.env, 2)
     policy = load_policy(cfg, weights, 2, env.single_observation_space)
     seed = result["seed"]

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from dqn_harness.agents.dqn import DQN
+from dqn_harness.dqn.module import DQN
 from dqn_harness.nets import MLP, DuelingHead, NatureCNN
 from dqn_harness.replay import FrameStorage, PrioritizedSampler, SumTree
-from dqn_harness.tracking import read_metrics
+from dqn_harness.tracking.metrics import read_metrics
 from tests.conftest import ROOT, make_buffer, run_sweep, run_train
 
 
@@ -202,7 +202,7 @@ def test_prioritized_sampler_weights_and_updates():
     )
     sampler.on_write(storage, 7, np.arange(4))  # writing slot 7 clears slot 7 only
     assert sampler.tree.get(np.arange(8)).tolist() == [1, 1, 1, 1, 0, 0, 0, 0]  # max priority
-    sampler.update(np.arange(4), np.array([1.0, 4.0, 9.0, 16.0]))
+    sampler.update_priority(np.arange(4), np.array([1.0, 4.0, 9.0, 16.0]))
     # p = |td|^alpha
     assert sampler.tree.get(np.arange(4)).tolist() == pytest.approx([1, 2, 3, 4])
     assert sampler.max_priority == 4.0
@@ -215,7 +215,7 @@ def test_prioritized_sampler_weights_and_updates():
     assert weights.max() <= 1.0
     # a cleared slot stays cleared even if a stale batch updates it
     sampler.on_write(storage, 2, np.empty(0, dtype=np.int64))
-    sampler.update(np.array([2]), np.array([100.0]))
+    sampler.update_priority(np.array([2]), np.array([100.0]))
     assert sampler.tree.get(np.array([2]))[0] == 0.0
 
 
@@ -229,11 +229,11 @@ def test_importance_weights_are_relative_to_the_batch_not_the_buffers_smallest_p
     sampler.on_write(storage, 1023, np.arange(1000))
     td = np.ones(1000)
     td[0] = 0.0
-    sampler.update(np.arange(1000), td)
+    sampler.update_priority(np.arange(1000), td)
     idx, weights = sampler.sample(storage, 32, env_steps=1000)  # beta 1
     assert 0 not in idx and weights.tolist() == [1.0] * 32  # equal priorities, equal weights
     # within a batch the weights still undo the sampling bias: (p_i / p_min)^-beta
-    sampler.update(np.arange(1, 1000), np.linspace(0.1, 10.0, 999))
+    sampler.update_priority(np.arange(1, 1000), np.linspace(0.1, 10.0, 999))
     idx, weights = sampler.sample(storage, 64, env_steps=1000)
     p = sampler.tree.get(idx)
     assert weights.max() == 1.0 and weights == pytest.approx(p.min() / p, rel=1e-5)
@@ -285,7 +285,7 @@ def test_prioritized_sampling_only_draws_complete_transitions_of_the_storage():
             assert store.has_next[envs, slots].all()
             age = (slots - store.cursor) % store.slots  # 0 = oldest slot in the ring
             assert (age >= stack - 1).all()  # stacks never reach into overwritten frames
-            buf.update_priorities(flat, rng.random(32) * 5)
+            buf.update_priority(flat, rng.random(32) * 5)
     # the tree's live leaves are exactly the uniform sampler's sampleable transitions
     live = buf.sampler.tree.values().reshape(3, store.slots) > 0
     age = (np.arange(store.slots) - store.cursor) % store.slots
@@ -301,6 +301,43 @@ SWITCHES = {
     "prioritized": ("buffer=prioritized",),
     "rainbow_lite": ("+experiment=rainbow_lite", "env.num_envs=2"),
 }
+# What each switch must have set in the run's own config (a dropped switch fails its own case).
+EXPECTED = {
+    "double": {"algo.double": True},
+    "dueling": {"model.dueling": True},
+    "n_step": {"algo.n_step": 3},
+    "prioritized": {"buffer.sampler": "prioritized"},
+}
+EXPECTED["rainbow_lite"] = {
+    k: v
+    for name in ("double", "dueling", "n_step", "prioritized")
+    for k, v in EXPECTED[name].items()
+} | {"env.num_envs": 2}
+DEFAULTS = {
+    "algo.double": False,
+    "model.dueling": False,
+    "algo.n_step": 1,
+    "buffer.sampler": "uniform",
+}
+
+
+def assert_switches_took_effect(run_dir, expected: dict) -> None:
+    """The config the run logged has exactly these switches; where a switch leaves a trace in
+    the run's files, the trace is there too: a dueling network's weights have value and
+    advantage streams, a prioritized replay's checkpoint holds priorities learned from TD
+    errors (not only the initial maximum), a uniform one none."""
+    config = json.loads((run_dir / "config.json").read_text())
+    for key, default in DEFAULTS.items():
+        assert config[key] == expected.get(key, default), (key, config[key])
+    weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["q_net"]
+    dueling = any(".advantage." in k for k in weights) and any(".value." in k for k in weights)
+    assert dueling == expected.get("model.dueling", False), sorted(weights)
+    replay = np.load(next((run_dir / "checkpoints").glob("replay-*.npz")))
+    if expected.get("buffer.sampler") == "prioritized":
+        priorities = replay["sampler.priorities"]
+        assert len(np.unique(priorities[priorities > 0])) > 10  # updated from TD errors
+    else:
+        assert "sampler.priorities" not in replay.files
 
 
 @pytest.mark.parametrize("name", list(SWITCHES))
@@ -324,10 +361,7 @@ def test_each_extension_trains_and_stays_finite(tmp_path, name):
     assert summary["status"] == "finished" and summary["grad_steps"] >= 2400
     losses = [v for _, v in read_metrics(run_dir, "train/loss")]
     assert len(losses) >= 8 and all(math.isfinite(v) for v in losses)
-    config = json.loads((run_dir / "config.json").read_text())
-    if name == "rainbow_lite":
-        assert config["algo.double"] and config["algo.n_step"] == 3
-        assert config["model.dueling"] and config["buffer.sampler"] == "prioritized"
+    assert_switches_took_effect(run_dir, EXPECTED[name])
 
 
 def test_rainbow_lite_on_atari_frames_with_vector_envs(tmp_path):
@@ -353,6 +387,16 @@ def test_rainbow_lite_on_atari_frames_with_vector_envs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     losses = [v for _, v in read_metrics(run_dir, "train/loss")]
     assert losses and all(math.isfinite(v) for v in losses)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # one update per 8 agent steps from 400 to 1,200, on the C++ vector env's two envs
+    assert summary["env_steps"] >= 1200 and 95 <= summary["grad_steps"] <= 101, summary
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["env.backend"] == "ale_vector" and config["model.name"] == "nature_cnn"
+    assert_switches_took_effect(run_dir, EXPECTED["rainbow_lite"])
+    weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["q_net"]
+    assert weights["trunk.0.weight"].shape == (32, 4, 8, 8)  # the CNN saw 4-frame stacks
+    evals = [v for _, v in read_metrics(run_dir, "eval/return_mean")]
+    assert evals and all(-21 <= v <= 21 and v == int(v) for v in evals)  # whole Pong scores
 
 
 def test_extension_switches_are_a_sweep_space(tmp_path):
@@ -390,7 +434,7 @@ def test_extension_switches_are_a_sweep_space(tmp_path):
 
 
 def test_prioritized_replay_resumes_with_its_priorities(tmp_path):
-    from dqn_harness.training.checkpoint import load_replay
+    from dqn_harness.run.checkpoint import load_replay
 
     run_dir = tmp_path / "run"
     args = ("logger=none", "progress=false")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dqn_harness.progress import Pace, duration
+from dqn_harness.tracking.progress import Pace, duration
 
 from .conftest import run_train
 

@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 
 from dqn_harness.collector import Collector
 from dqn_harness.config import EnvConfig
+from dqn_harness.dqn.stream import ReplayStream
 from dqn_harness.envs import make_vec_env
 from dqn_harness.replay.storage import nbytes_for
-from dqn_harness.training.stream import ReplayStream
 from tests.conftest import make_buffer
 
 FRAME_BYTES = 84 * 84
@@ -64,7 +64,7 @@ def test_samples_match_the_env_transitions_across_wraparound(num_envs):
     env = counter_vec_env(num_envs)
     buffer = make_buffer(40, num_envs, (4, 1, 3), np.uint8, stack=4, seed=0)
     collector = Collector(
-        env=env, policy=random_policy, epsilon=lambda _: 1.0, buffer=buffer, seed=0
+        env=env, policy=random_policy, epsilon_schedule=lambda _: 1.0, buffer=buffer, seed=0
     )
     recorded = {}
     for _ in range(150):  # ~150 steps per env through a ring of ~18 slots per env: many wraps
@@ -109,7 +109,7 @@ def test_n_step_windows_stop_at_episode_ends_and_the_newest_step(num_envs):
     env = counter_vec_env(num_envs)
     buffer = make_buffer(40, num_envs, (4, 1, 3), np.uint8, stack=4, seed=2)
     collector = Collector(
-        env=env, policy=random_policy, epsilon=lambda _: 1.0, buffer=buffer, seed=0
+        env=env, policy=random_policy, epsilon_schedule=lambda _: 1.0, buffer=buffer, seed=0
     )
     streams: list[list] = [[] for _ in range(num_envs)]  # each env's transitions, in order
     where = {}
@@ -158,7 +158,7 @@ def test_only_recent_transitions_survive():
     env = counter_vec_env(1)
     buffer = make_buffer(30, 1, (4, 1, 3), np.uint8, stack=4, seed=1)
     collector = Collector(
-        env=env, policy=random_policy, epsilon=lambda _: 1.0, buffer=buffer, seed=0
+        env=env, policy=random_policy, epsilon_schedule=lambda _: 1.0, buffer=buffer, seed=0
     )
     history = []
     for _ in range(200):
@@ -183,7 +183,7 @@ def test_compact_stacks_equal_real_pong_stacks(backend):
     collector = Collector(
         env=env,
         policy=lambda o: rng.integers(6, size=len(o)),
-        epsilon=lambda _: 1.0,
+        epsilon_schedule=lambda _: 1.0,
         buffer=buffer,
         seed=0,
     )
@@ -221,9 +221,9 @@ def test_atari_buffer_stores_one_frame_per_transition():
 
 
 def test_buffer_refuses_what_the_machine_cannot_hold():
-    from dqn_harness.errors import ConfigError
+    from dqn_harness.errors import UsageError
 
-    with pytest.raises(ConfigError, match="buffer.capacity"):
+    with pytest.raises(UsageError, match="buffer.capacity"):
         make_buffer(100_000_000, 1, (4, 84, 84), np.uint8, stack=4)
 
 
@@ -231,7 +231,7 @@ def test_dataset_streams_nothing_before_learning_starts():
     env = make_vec_env(OmegaConf.structured(EnvConfig(name="cp", id="CartPole-v1")), 2)
     buffer = make_buffer(1000, 2, (4,), np.float32, stack=None, seed=0)
     collector = Collector(
-        env=env, policy=random_policy, epsilon=lambda _: 1.0, buffer=buffer, seed=0
+        env=env, policy=random_policy, epsilon_schedule=lambda _: 1.0, buffer=buffer, seed=0
     )
     dataset = ReplayStream(
         buffer=buffer,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from dqn_harness.tracking import read_metrics
+from dqn_harness.tracking.metrics import read_metrics
 
 from .conftest import run_train
 

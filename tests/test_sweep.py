@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import pytest
 import sqlalchemy
 import yaml
 
-from dqn_harness.sweeping.main import sweep_main
+from dqn_harness.commands.sweep import sweep_main
 from dqn_harness.sweeping.workers import trials_used
 from tests.conftest import ROOT, run_sweep, run_train
 
@@ -269,16 +270,13 @@ def test_sigkilled_worker_is_retried_and_nothing_finished_is_lost(tmp_path, stud
     try:
         while victim is None and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.3)
-            # read only once the first trial has started: a reader that opens the SQLite file
-            # while the sweep is still creating its tables can make the sweep's create fail
-            trials_dir = tmp_path / "outputs" / "sweeps" / study_name / "trials"
-            if not trials_dir.is_dir() or not any(trials_dir.iterdir()):
-                continue
+            # read from the start, as optuna-dashboard on a new study would: the sweep must
+            # survive a reader that races it for the new database's schema
             try:
                 trials = load(study_name, storage).get_trials()
             except KeyError:  # the study is not created yet
                 continue
-            except sqlalchemy.exc.OperationalError:  # the sweep is creating the tables right now
+            except sqlalchemy.exc.SQLAlchemyError:  # this reader lost the schema race (not ours)
                 continue
             running = [t for t in trials if t.state.name == "RUNNING" and t.intermediate_values]
             if any(t.state.name == "COMPLETE" for t in trials) and running:
@@ -392,3 +390,39 @@ def test_a_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, study_name, mon
     trials = load(study_name, storage).get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
     assert "training diverged: non-finite" in trials[0].user_attrs["error"]
+
+
+def _hammer(url: str, barrier, stop) -> None:
+    """A reader opening the study's storage over and over, from the first instant."""
+    from optuna.storages import RDBStorage
+
+    barrier.wait()
+    while not stop.is_set():
+        with contextlib.suppress(Exception):  # a reader that loses the race just tries again
+            RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+
+
+def test_a_reader_at_the_first_instant_cannot_end_the_sweep(tmp_path):
+    """The cause of the flaky SIGKILL test: Optuna creates a new database's schema in steps
+    that are not atomic, so a second process opening it at the same moment made the sweep's
+    own open fail ('table studies already exists', 'UNIQUE constraint failed:
+    alembic_version.version_num': 8 in 30 tries here) and the sweep ended. The sweep now opens
+    again when it lost that race. Each round: a new SQLite file, a reader hammering it from the
+    same instant, and the sweep's own open_rdb, which must succeed every time."""
+    import multiprocessing
+
+    from dqn_harness.sweeping.study import open_rdb
+
+    ctx = multiprocessing.get_context("fork")  # the reader starts at once, nothing to import
+    for i in range(25):
+        url = f"sqlite:///{tmp_path / f'race-{i}.db'}"
+        barrier, stop = ctx.Barrier(2), ctx.Event()
+        reader = ctx.Process(target=_hammer, args=(url, barrier, stop))
+        reader.start()
+        barrier.wait()
+        try:
+            storage = open_rdb(url, engine_kwargs={"connect_args": {"timeout": 60}})
+            assert storage.get_all_studies() == []
+        finally:
+            stop.set()
+            reader.join(timeout=30)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "experiments" / "bench"))
 from replay_throughput import fill  # noqa: E402
 
 from dqn_harness.nets import NatureCNN  # noqa: E402
-from dqn_harness.training.checkpoint import write_state  # noqa: E402
+from dqn_harness.run.checkpoint import write_state  # noqa: E402
 
 
 def main() -> None:

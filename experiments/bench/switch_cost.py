@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from dqn_harness.config import compose_config  # noqa: E402
-from dqn_harness.tracking import read_metrics  # noqa: E402
-from dqn_harness.training.run import run  # noqa: E402
+from dqn_harness.run.runner import run  # noqa: E402
+from dqn_harness.tracking.metrics import read_metrics  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
     "base (1-step DQN)": ["algo.n_step=1"],

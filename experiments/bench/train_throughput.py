@@ -8,7 +8,7 @@ agent steps, Adam 1e-4 with eps 1e-8, MSE loss, no gradient clipping, target syn
 agent steps, γ 0.99, sign-clipped rewards in the target) on the same env backend, the same Nature
 CNN and the same number of agent steps and updates.
 
-- harness: ``dqn_harness.training.run.run`` on a config composed exactly as ``python train.py``
+- harness: ``dqn_harness.run.runner.run`` on a config composed exactly as ``python train.py``
   composes it (Lightning trainer, replay stream, compact frame replay, collector, W&B offline
   logging, progress bookkeeping, summary and checkpoints).
 - bare: one plain loop, the way a single-file DQN is written: ε-greedy from the same network,
@@ -49,8 +49,8 @@ from dqn_harness.config import compose_config  # noqa: E402
 from dqn_harness.envs import make_vec_env  # noqa: E402
 from dqn_harness.nets import NatureCNN  # noqa: E402
 from dqn_harness.perf import tune_allocator  # noqa: E402
-from dqn_harness.tracking import read_metrics  # noqa: E402
-from dqn_harness.training.run import run  # noqa: E402
+from dqn_harness.run.runner import run  # noqa: E402
+from dqn_harness.tracking.metrics import read_metrics  # noqa: E402
 
 LOG_EVERY = 500
 
@@ -69,7 +69,7 @@ def overrides(a: argparse.Namespace, out: Path) -> list[str]:
         "optim.eps=1e-8",
         "algo.loss=mse",
         "algo.max_grad_norm=null",
-        "schedule.target_sync=1000",
+        "algo.target_sync=1000",
         f"schedule.epsilon.start={a.epsilon}",
         f"schedule.epsilon.end={a.epsilon}",
         f"learning_starts={a.warmup}",
@@ -164,7 +164,8 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
     the harness adds, so this measures the pieces with the network's compute taken out:
     - Lightning's per-update cost: ``Trainer.fit`` over a stream of ready batches against a plain
       ``zero_grad/backward/step`` loop, with a tiny MLP so the maths is negligible;
-    - the collector's per-agent-step cost (ε-greedy bookkeeping, replay write, tracker hook)
+    - the collector's per-agent-step cost (ε-greedy bookkeeping, replay write, the progress
+      bar and summary hooks)
       against a bare ``env.step`` with a copy into a preallocated array;
     - replay sampling (stacks rebuilt from frames) against indexing stored stacks.
     """
@@ -172,12 +173,13 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader, IterableDataset
 
-    from dqn_harness.agents.dqn import DQN
     from dqn_harness.collector import Collector
+    from dqn_harness.dqn.learner import quiet_lightning
+    from dqn_harness.dqn.module import DQN
     from dqn_harness.nets import MLP
     from dqn_harness.replay import ReplayBuffer
-    from dqn_harness.tracking import Tracker
-    from dqn_harness.training.dqn import quiet_lightning
+    from dqn_harness.tracking.progress import ProgressBar
+    from dqn_harness.tracking.summary import RunSummary
 
     quiet_lightning()
     small = {
@@ -236,15 +238,22 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
         capacity=20_000, num_envs=a.num_envs, obs_shape=(4, 84, 84), obs_dtype=np.uint8, stack=4
     )
     (out / "acct").mkdir(exist_ok=True)
-    tracker = Tracker(cfg, out / "acct", progress=False)
+    bar = ProgressBar(cfg.total_steps, cfg.learning_starts, enabled=False)
+    run_summary = RunSummary(out / "acct")
+
+    def on_step(env_steps: int, epsilon: float) -> None:  # what the runner hooks in
+        run_summary.on_step(env_steps)
+        bar.on_step(env_steps, epsilon)
+
     zeros = np.zeros(a.num_envs, dtype=np.int64)
     collector = Collector(
         env=env,
         policy=lambda o: zeros,
-        epsilon=lambda s: 0.0,
+        epsilon_schedule=lambda s: 0.0,
         buffer=buffer,
-        on_step=tracker.on_step,
+        on_step=on_step,
     )
+    collector.start()
     store = np.zeros((20_000, a.num_envs, 4, 84, 84), dtype=np.uint8)
     n_steps = 2000
 
@@ -287,7 +296,7 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
     for _ in range(rounds):
         for name, (ours, theirs) in pairs.items():
             cost[name].append(ours() - theirs())
-    tracker.close({}, "finished")
+    bar.close(0)
     env.close()
     return {f"{k}_ms": statistics.median(v) for k, v in cost.items()}
 

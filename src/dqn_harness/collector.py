@@ -39,9 +39,10 @@ class Collector:
     Args:
         env: the training vector env (``num_envs`` agent steps per vector step at most).
         policy: batch of observations -> greedy actions (the online Q-network, the Q-table).
-        epsilon: agent step -> exploration probability.
+        epsilon_schedule: agent step -> exploration probability (it changes as training goes;
+            an evaluation's is a fixed rate instead).
         buffer: where transitions go (``None`` for algorithms that learn online, like tabular).
-        seed: seeds the env's first reset and the collector's exploration stream.
+        seed: seeds the env's first reset (in :meth:`start`) and the exploration stream.
         on_episode: called with (agent step, return, length) as each episode ends.
         on_step: called with (agent step, ε) after every vector step (progress bar, logs).
     """
@@ -51,7 +52,7 @@ class Collector:
         *,
         env: VectorEnv,
         policy: Policy,
-        epsilon: Callable[[int], float],
+        epsilon_schedule: Callable[[int], float],
         buffer: ReplayBuffer | None = None,
         seed: int = 0,
         on_episode: Callable[[int, float, int], None] | None = None,
@@ -59,18 +60,24 @@ class Collector:
     ) -> None:
         self.env = env
         self.policy = policy
-        self.epsilon = epsilon
+        self.epsilon_schedule = epsilon_schedule
         self.buffer = buffer
         self.on_episode = on_episode
         self.on_step = on_step
         self.n_actions = int(env.single_action_space.n)  # type: ignore[attr-defined]
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.env_steps = 0
         self.episodes = 0
-        self.obs, _ = env.reset(seed=seed)
-        if buffer is not None:
-            buffer.start(self.obs)
+        self.obs: np.ndarray | None = None
         self._episodes = Episodes(env.num_envs)
+
+    def start(self) -> None:
+        """Reset the env and write the first observations: once a resumed run's replay is
+        loaded, so the new episodes' frames come after the restored ones."""
+        self.obs, _ = self.env.reset(seed=self.seed)
+        if self.buffer is not None:
+            self.buffer.start(self.obs)
 
     def state_dict(self) -> dict[str, Any]:
         """Counters and RNG; the env itself is not saved (a resumed run starts new episodes)."""
@@ -85,7 +92,10 @@ class Collector:
         self.rng.bit_generator.state = state["rng"]
 
     def step(self) -> Transition:
-        epsilon = self.epsilon(self.env_steps)
+        if self.obs is None:  # not started by hand: nothing to restore before the first reset
+            self.start()
+        assert self.obs is not None
+        epsilon = self.epsilon_schedule(self.env_steps)
         obs = self.obs
         actions = epsilon_greedy(self.policy, obs, epsilon, self.n_actions, self.rng)
         next_obs, rewards, terminated, truncated, _ = self.env.step(actions)

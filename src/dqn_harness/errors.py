@@ -1,21 +1,26 @@
 """The project's own exceptions: a leaf module every layer may import, importing nothing of ours.
 
 They live apart from the code that raises them so that low layers (envs, replay) can refuse bad
-input without importing the config schema, which imports them in turn to check the config.
+input without importing the config schema or a command. One type serves every refusal of every
+command (train, evaluate, sweep, compare): the entry wrapper (``commands/entry.py``) prints it
+as one ``error: <key>: <problem>`` line and exits 2, whichever step raised it.
 """
 
 from __future__ import annotations
 
 
-class ConfigError(ValueError):
-    """A config value is out of range or inconsistent; ``key`` names it for the message.
+class UsageError(ValueError):
+    """Bad input from the user: ``key`` names what to fix, ``problem`` says what is wrong.
 
-    The command line prints it as one ``error: <key>: <problem>`` line and exits 2.
+    A config value out of range, an unknown option, a missing checkpoint, a sweep file that does
+    not parse, a comparison that matches no run: all of them are this, so every command prints
+    them the same way (one line, exit 2) and a test can assert on ``key``.
     """
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
         self.key = key
+        self.problem = problem
 
 
 class Diverged(RuntimeError):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from dqn_harness.errors import ConfigError
+from dqn_harness.errors import UsageError
 
 
 class NatureCNN(nn.Module):
@@ -102,38 +103,35 @@ def q_head(in_dim: int, hidden: Sequence[int], n_actions: int, dueling: bool) ->
 
 
 def network_class(target: str) -> type[nn.Module]:
-    """The class ``model._target_`` names, or a ConfigError saying why it cannot be used."""
+    """The class ``model._target_`` names, or a UsageError saying why it cannot be used."""
     from hydra.utils import get_class
 
     try:
         cls = get_class(target)
     except Exception as exc:  # noqa: BLE001 (ImportError, AttributeError, ValueError, ...)
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise ConfigError("model._target_", f"cannot import '{target}' ({reason})") from None
+        raise UsageError("model._target_", f"cannot import '{target}' ({reason})") from None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ConfigError("model._target_", f"'{target}' is not a torch.nn.Module class")
+        raise UsageError("model._target_", f"'{target}' is not a torch.nn.Module class")
     return cls
 
 
 def build_q_net(
-    name: str,
-    obs_space: gym.Space,
-    n_actions: int,
-    hidden: Sequence[int],
-    channels_last: bool = False,
-    dueling: bool = False,
-    target: str | None = None,
+    model: Any, obs_space: gym.Space, n_actions: int, channels_last: bool = False
 ) -> nn.Module:
-    """The Q-network ``model.*`` describes: a shipped one by ``name``, or ``model._target_``.
+    """The Q-network ``model.*`` describes: a shipped one by ``model.name``, or
+    ``model._target_``. The one call shape, for training and for ``evaluate.py``.
 
     A user's class plugs in without editing the package: it gets the observation space (its
     observations arrive as stored, uint8 frames included, so it scales them itself), the
     number of actions and the ``hidden``/``dueling`` settings, and returns Q-values (B, A).
+    ``channels_last`` is ``trainer.channels_last`` (how the CPU is fed, not what is learned).
     """
-    if target is not None:
-        cls = network_class(target)
-        return cls(obs_space=obs_space, n_actions=n_actions, hidden=list(hidden), dueling=dueling)
-    if name == "nature_cnn":
+    hidden, dueling = list(model.hidden), bool(model.dueling)
+    if model._target_ is not None:
+        cls = network_class(model._target_)
+        return cls(obs_space=obs_space, n_actions=n_actions, hidden=hidden, dueling=dueling)
+    if model.name == "nature_cnn":
         in_channels = obs_space.shape[0]  # type: ignore[index]
         return NatureCNN(in_channels, n_actions, hidden, channels_last, dueling)
     return MLP(obs_space, n_actions, hidden, dueling)

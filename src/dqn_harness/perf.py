@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from typing import Any
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -62,3 +63,23 @@ def training_precision(accelerator: str, precision: str) -> tuple[str, str | Non
             "amx_bf16), where it is slower than fp32; training in 32-true"
         )
     return precision, None
+
+
+def check_trainer(trainer: Any) -> None:
+    """``trainer.*``: only what is offered and tested; a GPU that is not there is named before
+    Lightning fails on it with a traceback."""
+    from dqn_harness.errors import UsageError
+
+    if trainer.devices != 1:
+        raise UsageError(
+            "trainer.devices",
+            f"must be 1, got {trainer.devices} (replay and envs live in the training process)",
+        )
+    if trainer.accelerator == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(
+                "trainer.accelerator",
+                f"no CUDA device is available to this torch ({torch.__version__}); use trainer=cpu",
+            )

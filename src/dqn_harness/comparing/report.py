@@ -11,7 +11,7 @@ from typing import Any
 from dqn_harness.comparing.stats import ConfigResult
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
+def _cell(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
@@ -29,14 +29,14 @@ def markdown_table(results: list[ConfigResult]) -> str:
     lines = [head, "|" + "---|" * 8]
     for res in results:
         r = res.row
-        final = f"{_fmt(r['final_eval_return'], 2)} ({r['estimator']})"
+        final = f"{_cell(r['final_eval_return'], 2)} ({r['estimator']})"
         if r["n"] > 1:
-            final += f" [{_fmt(r['final_ci_low'], 2)}, {_fmt(r['final_ci_high'], 2)}]"
-        solve = f"{_fmt(r['steps_to_solve_median'], 0)} / {_fmt(r['steps_to_solve_max'])}"
+            final += f" [{_cell(r['final_ci_low'], 2)}, {_cell(r['final_ci_high'], 2)}]"
+        solve = f"{_cell(r['steps_to_solve_median'], 0)} / {_cell(r['steps_to_solve_max'])}"
         lines.append(
-            f"| {r['config']} | {r['seeds']} | {final} | {_fmt(r['best_eval_return_mean'], 2)} "
-            f"| {r['solved']} | {solve} | {_fmt(r['env_steps_mean'], 0)} "
-            f"| {_fmt(r['sps_mean'], 0)} |"
+            f"| {r['config']} | {r['seeds']} | {final} | {_cell(r['best_eval_return_mean'], 2)} "
+            f"| {r['solved']} | {solve} | {_cell(r['env_steps_mean'], 0)} "
+            f"| {_cell(r['sps_mean'], 0)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -65,7 +65,9 @@ def table_csv(results: list[ConfigResult]) -> str:
     return buf.getvalue()
 
 
-def plot(results: list[ConfigResult], path: Path, title: str, threshold: float | None) -> None:
+def plot_curves(
+    results: list[ConfigResult], path: Path, title: str, threshold: float | None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

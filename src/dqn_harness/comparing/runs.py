@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from dqn_harness.tracking import CONFIG_FILE, flatten
+from dqn_harness.dotted import flatten
+from dqn_harness.tracking.metrics import CONFIG_FILE
 
 EVAL_KEY = "eval/return_mean"
 WALL_KEY = "perf/wall_s"
@@ -31,10 +32,6 @@ IGNORED_PREFIXES = (
 SELECTORS = ("group", "tag", "env", "algo", "status")
 OPTIONS = ("by", "runs", "out", "source", "budget_s")
 SOURCES = ("train", "evaluate")
-
-
-class CompareError(ValueError):
-    """Bad arguments or nothing to compare: one line for the user, exit 2."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 
 from dqn_harness.envs.atari import ale_game, make_atari_env, make_atari_vector
-from dqn_harness.errors import ConfigError
+from dqn_harness.errors import UsageError
 
 gym.register_envs(ale_py)
 
@@ -29,14 +29,14 @@ def check_env_id(cfg: Any) -> None:
     try:
         gym.spec(cfg.id)
     except gym.error.Error as exc:
-        raise ConfigError("env.id", f"unknown environment '{cfg.id}' ({exc})") from None
+        raise UsageError("env.id", f"unknown environment '{cfg.id}' ({exc})") from None
     if is_atari(cfg.id):
         if ale_py.roms.get_rom_path(ale_game(cfg.id)) is None:
-            raise ConfigError("env.id", f"no ALE ROM for '{cfg.id}'")
+            raise UsageError("env.id", f"no ALE ROM for '{cfg.id}'")
     elif cfg.backend == "ale_vector":
-        raise ConfigError("env.backend", f"ale_vector runs Atari games only, not '{cfg.id}'")
+        raise UsageError("env.backend", f"ale_vector runs Atari games only, not '{cfg.id}'")
     elif cfg.frame != "full":
-        raise ConfigError("env.frame", f"frame modes apply to Atari games only, not '{cfg.id}'")
+        raise UsageError("env.frame", f"frame modes apply to Atari games only, not '{cfg.id}'")
 
 
 def make_env(cfg: Any, render_mode: str | None = None) -> gym.Env:

@@ -13,10 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dqn_harness.replay.samplers import PrioritizedSampler, UniformSampler
+from dqn_harness.replay.samplers import PrioritizedSampler, Sampler, UniformSampler
 from dqn_harness.replay.storage import FrameStorage
-
-Sampler = UniformSampler | PrioritizedSampler
 
 
 class ReplayBuffer:
@@ -57,10 +55,6 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         return self.storage.nbytes
 
-    @property
-    def prioritized(self) -> bool:
-        return isinstance(self.sampler, PrioritizedSampler)
-
     def __len__(self) -> int:
         return len(self.storage)
 
@@ -98,11 +92,9 @@ class ReplayBuffer:
             batch["weights"] = torch.from_numpy(weights)
         return batch
 
-    def update_priorities(self, indices: np.ndarray, td_abs: np.ndarray) -> None:
-        """New priorities from a batch's |TD errors| (prioritized sampler only)."""
-        if not isinstance(self.sampler, PrioritizedSampler):
-            raise TypeError("update_priorities needs a PrioritizedSampler")
-        self.sampler.update(indices, td_abs)
+    def update_priority(self, indices: np.ndarray, td_abs: np.ndarray) -> None:
+        """A batch's |TD errors| for the sampler (a uniform one ignores them)."""
+        self.sampler.update_priority(indices, td_abs)
 
     def state_dict(self) -> dict[str, Any]:
         return {"storage": self.storage.state_dict(), "sampler": self.sampler.state_dict()}
@@ -113,31 +105,38 @@ class ReplayBuffer:
 
 
 def make_replay(
-    cfg: Any, obs_shape: tuple[int, ...], obs_dtype: Any, stack: int | None
+    buffer: Any,
+    *,
+    num_envs: int,
+    obs_shape: tuple[int, ...],
+    obs_dtype: Any,
+    stack: int | None,
+    seed: int,
+    total_steps: int,
 ) -> ReplayBuffer:
-    """The buffer ``buffer.*`` describes, for observations of this shape and dtype.
+    """The buffer ``buffer.*`` describes, for ``num_envs`` envs of observations of this shape.
 
     The uniform sampler is seeded with ``seed`` and the prioritized one with ``seed + 1``, so
-    runs with either sampler draw from streams independent of the collector's.
+    runs with either sampler draw from streams independent of the collector's; prioritized
+    ``beta`` reaches 1 at ``buffer.beta_steps``, or at ``total_steps`` when that is unset.
     """
     storage = FrameStorage(
-        capacity=cfg.buffer.capacity,
-        num_envs=cfg.env.num_envs,
+        capacity=buffer.capacity,
+        num_envs=num_envs,
         obs_shape=obs_shape,
         obs_dtype=obs_dtype,
         stack=stack,
     )
-    b = cfg.buffer
     sampler: Sampler
-    if b.sampler == "prioritized":
+    if buffer.sampler == "prioritized":
         sampler = PrioritizedSampler(
             size=storage.size,
-            alpha=b.alpha,
-            beta=b.beta,
-            beta_steps=b.beta_steps or cfg.total_steps,
-            eps=b.eps,
-            seed=cfg.seed + 1,
+            alpha=buffer.alpha,
+            beta=buffer.beta,
+            beta_steps=buffer.beta_steps or total_steps,
+            eps=buffer.eps,
+            seed=seed + 1,
         )
     else:
-        sampler = UniformSampler(seed=cfg.seed)
+        sampler = UniformSampler(seed=seed)
     return ReplayBuffer(storage=storage, sampler=sampler)

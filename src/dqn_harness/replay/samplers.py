@@ -32,18 +32,43 @@ import numpy as np
 from dqn_harness.replay.storage import FrameStorage
 
 
-class UniformSampler:
-    """Uniform over stored transitions whose whole stack history is still in the ring.
+class Sampler:
+    """What every sampler offers (TorchRL's ``samplers/base.py``), with harmless defaults, so
+    the buffer never asks which kind it holds.
 
-    Args:
-        seed: seeds the sampler's own random stream.
+    A sampler owns one random stream, seeded at construction and saved in its state, so a
+    resumed run draws exactly the batches it would have drawn.
     """
 
     def __init__(self, *, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
 
     def on_write(self, storage: FrameStorage, slot: int, new: np.ndarray) -> None:
-        """Uniform sampling reads validity from the storage itself: nothing to track."""
+        """A write happened at ``slot`` (``new``: the flat indices it made sampleable)."""
+
+    def sample(
+        self, storage: FrameStorage, batch_size: int, env_steps: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Flat indices of ``batch_size`` transitions, and their importance weights if any."""
+        raise NotImplementedError
+
+    def update_priority(self, idx: np.ndarray, td_abs: np.ndarray) -> None:
+        """New |TD errors| of sampled transitions: only a prioritized sampler uses them."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+class UniformSampler(Sampler):
+    """Uniform over stored transitions whose whole stack history is still in the ring; it
+    reads validity from the storage itself, so it has nothing to track on a write.
+
+    Args:
+        seed: seeds the sampler's own random stream.
+    """
 
     def sample(
         self, storage: FrameStorage, batch_size: int, env_steps: int
@@ -68,12 +93,6 @@ class UniformSampler:
         else:
             raise RuntimeError("replay sampling found no complete transition")
         return np.concatenate(envs_out) * storage.slots + np.concatenate(slots_out), None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
 
 
 class SumTree:
@@ -129,7 +148,7 @@ class SumTree:
         return node - self.leaves
 
 
-class PrioritizedSampler:
+class PrioritizedSampler(Sampler):
     """Proportional prioritization over the flat (env * slots + slot) indices of a storage.
 
     Args:
@@ -151,13 +170,13 @@ class PrioritizedSampler:
         eps: float = 1e-6,
         seed: int = 0,
     ) -> None:
+        super().__init__(seed=seed)
         self.tree = SumTree(size)
         self.alpha = alpha
         self.beta0 = beta
         self.beta_steps = beta_steps
         self.eps = eps
         self.max_priority = 1.0  # new transitions get the largest priority seen so far
-        self.rng = np.random.default_rng(seed)
 
     def beta(self, env_steps: int) -> float:
         """Linear from ``beta`` to 1 over ``beta_steps`` agent steps."""
@@ -189,7 +208,7 @@ class PrioritizedSampler:
         weights = (priorities / priorities.min()) ** -self.beta(env_steps)
         return idx, weights.astype(np.float32)
 
-    def update(self, idx: np.ndarray, td_abs: np.ndarray) -> None:
+    def update_priority(self, idx: np.ndarray, td_abs: np.ndarray) -> None:
         """Priorities from the batch's |TD errors|.
 
         Lightning fetches the next batch before this one's update, so a sampled slot can have

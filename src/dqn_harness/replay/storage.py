@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dqn_harness.errors import ConfigError
+from dqn_harness.errors import UsageError
 
 BOOKKEEPING_BYTES = 4 + 4 + 1 + 1 + 1 + 4  # action, reward, terminated, truncated, has_next, step
 
@@ -51,7 +51,7 @@ def check_fits(capacity: int, nbytes: int) -> None:
     """Refuse a buffer the machine cannot hold, before allocating it (not hours later on OOM)."""
     available = available_memory_bytes()
     if available is not None and nbytes > 0.9 * available:
-        raise ConfigError(
+        raise UsageError(
             "buffer.capacity",
             f"{capacity:,} transitions need {nbytes / 2**30:.1f} GiB of replay memory but only "
             f"{available / 2**30:.1f} GiB is available",
@@ -253,7 +253,7 @@ class FrameStorage:
         for name in self.ARRAYS:
             target, saved = getattr(self, name), state[name]
             if saved.shape != target.shape:
-                raise ConfigError(
+                raise UsageError(
                     "buffer.capacity",
                     f"the checkpoint's replay has shape {saved.shape}, this config "
                     f"needs {target.shape} (keep buffer.capacity and env.num_envs)",

@@ -20,8 +20,10 @@ import numpy as np
 import optuna
 from optuna.trial import Trial
 
-from dqn_harness.sweeping.spec import AGGREGATES, ObjectiveSpec, Plan, SweepError
-from dqn_harness.tracking import SUMMARY_FIELDS, read_metrics
+from dqn_harness.errors import UsageError
+from dqn_harness.sweeping.spec import AGGREGATES, ObjectiveSpec, Plan
+from dqn_harness.tracking.metrics import read_metrics
+from dqn_harness.tracking.summary import SUMMARY_FIELDS
 
 
 def suggest(trial: Trial, key: str, dist: dict[str, Any]) -> Any:
@@ -100,7 +102,7 @@ class TrialRunner:
         self.current: int | None = None  # the trial this worker runs now
 
     def __call__(self, trial: Trial) -> float:
-        from dqn_harness.training.run import run
+        from dqn_harness.run.runner import run
 
         self.current = trial.number
         spec = self.plan.spec
@@ -114,7 +116,7 @@ class TrialRunner:
             run_dir = self.plan.out / "trials" / f"{trial.number:04d}-s{seed}"
             try:
                 cfg = self.plan.trial_config(params, seed, trial.number, self.progress)
-            except SweepError as exc:
+            except UsageError as exc:
                 trial.set_user_attr("error", str(exc))
                 raise
             reporter = Reporter(trial, index * cfg.total_steps, cfg.eval.every, sign)

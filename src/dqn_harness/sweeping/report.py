@@ -20,7 +20,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_harness.files import write_text_atomic
-from dqn_harness.tracking import SUMMARY_FIELDS
+from dqn_harness.sweeping.spec import format_param
+from dqn_harness.tracking.summary import SUMMARY_FIELDS
 
 if TYPE_CHECKING:
     from dqn_harness.sweeping.spec import Plan
@@ -90,7 +91,8 @@ def _param_value(value: Any) -> Any:
     return value
 
 
-def plot(study: optuna.Study, out: Path, weights: dict[str, float]) -> list[Path]:
+def plot_study(study: optuna.Study, out: Path, weights: dict[str, float]) -> list[Path]:
+    """sweep.png: the objective per trial, the best so far, and parameter importances."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,47 +149,10 @@ def write_report(study: optuna.Study, plan: Plan) -> str:
         + ", ".join(f"{n} {k}" for k, n in counts.items() if n),
     ]
     report: dict[str, Any] = {"study": study.study_name, "counts": counts, "trials": len(trials)}
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        lines.append("no complete trial yet")
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        lines += report_best(study, plan, report)
     else:
-        best = study.best_trial
-        weights = importances(study)
-        lines.append(
-            f"best: trial {best.number}, {plan.spec.objective.metric} = {best.value:.6g} "
-            f"({plan.spec.objective.direction})"
-        )
-        lines += [f"  {k} = {_fmt(v)}" for k, v in best.params.items()]
-        if weights:
-            lines.append("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
-        name = f"{study.study_name}_best"
-        preset = out / "experiment" / f"{name}.yaml"
-        preset.parent.mkdir(parents=True, exist_ok=True)
-        text = preset_yaml(plan, best)
-        write_text_atomic(preset, text)
-        recorded = plan.paths.presets / f"{name}.yaml"
-        if plan.spec.export:
-            recorded.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(recorded, text)
-            preset = recorded
-        pngs = plot(study, out, weights)
-        lines.append(f"preset: {preset}  (python train.py +experiment={name})")
-        if not plan.spec.export and recorded.exists():
-            lines.append(
-                f"  note: {recorded} (recorded) is kept and is what +experiment={name} runs; "
-                f"this study's: +experiment={name} hydra.searchpath=[file://{out.absolute()}], "
-                "or export=true to replace the recorded one"
-            )
-        lines.append(f"plot: {pngs[0]}")
-        report.update(
-            best_trial=best.number,
-            best_value=best.value,
-            best_params=best.params,
-            importances=weights,
-            preset=str(preset),
-            objective=plan.spec.objective.metric,
-            direction=plan.spec.objective.direction,
-        )
+        lines.append("no complete trial yet")
     text = "\n".join(lines)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "report.md").write_text(
@@ -196,7 +161,7 @@ def write_report(study: optuna.Study, plan: Plan) -> str:
         + "".join(
             f"| {t.number} | {t.state.name.lower()} | "
             f"{'' if t.value is None else f'{t.value:.6g}'} | "
-            f"{', '.join(f'{k}={_fmt(v)}' for k, v in t.params.items())} |\n"
+            f"{', '.join(f'{k}={format_param(v)}' for k, v in t.params.items())} |\n"
             for t in trials
         )
     )
@@ -204,5 +169,51 @@ def write_report(study: optuna.Study, plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def report_best(study: optuna.Study, plan: Plan, report: dict[str, Any]) -> list[str]:
+    """The best trial's lines; writes its preset and the plot, and fills ``report``."""
+    out = plan.out
+    best = study.best_trial
+    weights = importances(study)
+    lines = [
+        f"best: trial {best.number}, {plan.spec.objective.metric} = {best.value:.6g} "
+        f"({plan.spec.objective.direction})"
+    ]
+    lines += [f"  {k} = {format_param(v)}" for k, v in best.params.items()]
+    if weights:
+        lines.append("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
+    name = f"{study.study_name}_best"
+    preset = write_preset(plan, best, name)
+    pngs = plot_study(study, out, weights)
+    lines.append(f"preset: {preset}  (python train.py +experiment={name})")
+    recorded = plan.paths.presets / f"{name}.yaml"
+    if not plan.spec.export and recorded.exists():
+        lines.append(
+            f"  note: {recorded} (recorded) is kept and is what +experiment={name} runs; "
+            f"this study's: +experiment={name} hydra.searchpath=[file://{out.absolute()}], "
+            "or export=true to replace the recorded one"
+        )
+    lines.append(f"plot: {pngs[0]}")
+    report.update(
+        best_trial=best.number,
+        best_value=best.value,
+        best_params=best.params,
+        importances=weights,
+        preset=str(preset),
+        objective=plan.spec.objective.metric,
+        direction=plan.spec.objective.direction,
+    )
+    return lines
+
+
+def write_preset(plan: Plan, best: FrozenTrial, name: str) -> Path:
+    """The preset kept with the study; with ``export=true`` also over the recorded one."""
+    preset = plan.out / "experiment" / f"{name}.yaml"
+    preset.parent.mkdir(parents=True, exist_ok=True)
+    text = preset_yaml(plan, best)
+    write_text_atomic(preset, text)
+    if not plan.spec.export:
+        return preset
+    recorded = plan.paths.presets / f"{name}.yaml"
+    recorded.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(recorded, text)
+    return recorded

@@ -20,9 +20,11 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dqn_harness.arguments import key_values
 from dqn_harness.config import compose_config, validate
-from dqn_harness.errors import ConfigError
-from dqn_harness.tracking import LOGGED_METRICS, SUMMARY_FIELDS
+from dqn_harness.errors import UsageError
+from dqn_harness.tracking.metrics import LOGGED_METRICS
+from dqn_harness.tracking.summary import SUMMARY_FIELDS
 
 OBJECTIVE_REDUCE = ("last", "max", "min", "mean")
 AGGREGATES: dict[str, Callable[[list[float]], Any]] = {
@@ -39,10 +41,6 @@ PARAM_TYPES = ("float", "int", "categorical")
 # Heartbeats, retries and stale-trial handling are "experimental" in Optuna since 2.9; we rely
 # on them on purpose (see the module docstring), so their warnings would only be noise.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-class SweepError(ValueError):
-    """A sweep file or sweep option is wrong; the message names the key."""
 
 
 @dataclass
@@ -116,11 +114,8 @@ def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
     """Sweep options (``n_trials=40``, ``pruner.name=none``) vs overrides for every trial."""
     sweep_args: list[str] = []
     train_args: list[str] = []
-    for arg in argv:
-        if "=" not in arg:
-            raise SweepError(f"expected key=value, got '{arg}'")
-        key = arg.split("=", 1)[0].lstrip("+")
-        (sweep_args if key.split(".")[0] in SWEEP_KEYS else train_args).append(arg)
+    for arg, (key, _value) in zip(argv, key_values(argv, "sweep=cartpole_dqn"), strict=True):
+        (sweep_args if key.lstrip("+").split(".")[0] in SWEEP_KEYS else train_args).append(arg)
     return sweep_args, train_args
 
 
@@ -129,18 +124,20 @@ def load_spec(argv: list[str], paths: Paths) -> tuple[SweepSpec, list[str]]:
     cli = OmegaConf.from_dotlist(sweep_args)
     if "sweep" not in cli:
         available = ", ".join(sorted(p.stem for p in paths.sweeps.glob("*.yaml")))
-        raise SweepError(f"sweep: name a sweep, e.g. sweep=frozenlake_tabular (have: {available})")
+        raise UsageError(
+            "sweep", f"name a sweep, e.g. sweep=frozenlake_tabular (have: {available})"
+        )
     name = str(cli.sweep)
     file = Path(name) if name.endswith((".yaml", ".yml")) else paths.sweeps / f"{name}.yaml"
     if not file.exists():
         available = ", ".join(sorted(p.stem for p in paths.sweeps.glob("*.yaml")))
-        raise SweepError(f"sweep: no sweep file {file}; available: {available}")
+        raise UsageError("sweep", f"no sweep file {file}; available: {available}")
     try:
         data = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise SweepError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise UsageError(str(file), f"not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise SweepError(f"{file}: expected a mapping of sweep options")
+        raise UsageError(str(file), "expected a mapping of sweep options")
     data.setdefault("study", file.stem)
     schema = OmegaConf.structured(SweepSpec)
     try:
@@ -148,13 +145,18 @@ def load_spec(argv: list[str], paths: Paths) -> tuple[SweepSpec, list[str]]:
         spec = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "sweep"
-        raise SweepError(f"{file.name}: {key}: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"{file.name}: {key}", f"{str(exc).splitlines()[0]}") from None
     assert isinstance(spec, SweepSpec)
     return spec, train_args
 
 
-def _param_error(key: str, message: str) -> SweepError:
-    return SweepError(f"space.{key}: {message}")
+def format_param(value: Any) -> str:
+    """A sampled parameter as the report and the trial lines print it."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _param_error(key: str, message: str) -> UsageError:
+    return UsageError(f"space.{key}", message)
 
 
 def check_param(key: str, dist: Any) -> None:
@@ -226,9 +228,10 @@ class Plan:
         spec = self.spec
         obj = spec.objective
         if obj.metric not in SUMMARY_FIELDS and obj.metric not in LOGGED_METRICS:
-            raise SweepError(
-                f"objective.metric: '{obj.metric}' is neither a summary.json field "
-                f"({', '.join(SUMMARY_FIELDS)}) nor a logged metric ({', '.join(LOGGED_METRICS)})"
+            raise UsageError(
+                "objective.metric",
+                f"'{obj.metric}' is neither a summary.json field "
+                f"({', '.join(SUMMARY_FIELDS)}) nor a logged metric ({', '.join(LOGGED_METRICS)})",
             )
         for key, value, options in (
             ("objective.direction", obj.direction, ("maximize", "minimize")),
@@ -238,18 +241,18 @@ class Plan:
             ("pruner.name", spec.pruner.name, PRUNERS),
         ):
             if value not in options:
-                raise SweepError(f"{key}: '{value}' is not one of {', '.join(options)}")
+                raise UsageError(key, f"'{value}' is not one of {', '.join(options)}")
         if not obj.seeds:
-            raise SweepError("objective.seeds: needs at least one seed")
+            raise UsageError("objective.seeds", "needs at least one seed")
         for key in ("n_trials", "workers"):
             if getattr(spec, key) < 1:
-                raise SweepError(f"{key}: must be >= 1, got {getattr(spec, key)}")
+                raise UsageError(key, f"must be >= 1, got {getattr(spec, key)}")
         if spec.timeout is not None and spec.timeout <= 0:
-            raise SweepError(f"timeout: must be > 0, got {spec.timeout}")
+            raise UsageError("timeout", f"must be > 0, got {spec.timeout}")
         if spec.heartbeat.interval < 1 or spec.heartbeat.grace <= spec.heartbeat.interval:
-            raise SweepError("heartbeat: need interval >= 1 and grace > interval")
+            raise UsageError("heartbeat", "need interval >= 1 and grace > interval")
         if not spec.space:
-            raise SweepError("space: the sweep has no parameters")
+            raise UsageError("space", "the sweep has no parameters")
         for key, dist in spec.space.items():
             check_param(key, dist)
             if key in SWEEP_KEYS or key in ("seed", "run_name"):
@@ -273,9 +276,9 @@ class Plan:
             cfg = compose_config(self.paths.conf, [*overrides, f"seed={seed}"])
             cfg.run_name = name
             validate(cfg)
-        except ConfigError as exc:
+        except UsageError as exc:
             where = "space" if exc.key in self.spec.space else "overrides"
-            raise SweepError(f"{where}: {exc} (with {' '.join(overrides)})") from None
+            raise UsageError(where, f"{exc} (with {' '.join(overrides)})") from None
         return cfg
 
     def trial_config(

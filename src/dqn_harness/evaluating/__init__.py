@@ -1,1 +1,0 @@
-"""Score checkpoints under a stated protocol: ``python evaluate.py`` (see main.py)."""

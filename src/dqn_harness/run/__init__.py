@@ -1,0 +1,1 @@
+"""One training run: the runner and its phases, cadences, decisions, checkpoints, stopping."""

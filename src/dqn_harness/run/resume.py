@@ -1,0 +1,123 @@
+"""``resume=``: which run to continue, and the arguments that continue it.
+
+``resume=<run dir>`` continues that run in its own directory under its own name, with the
+overrides it was started with (new ones on top). ``resume=auto`` is for jobs started again with
+the same arguments (a requeued cluster job, a cron entry): it finds the newest run started with
+the same arguments that has a checkpoint, or starts fresh. A ``-m`` job's arguments reach it
+without passing through train.py's preflight, so it resolves ``resume=auto`` itself
+(:func:`resolve_auto_resume`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from dqn_harness.errors import UsageError
+from dqn_harness.run.checkpoint import STATE_FILE, load_state
+
+RESUME_OWNED = ("resume=", "hydra.run.dir=", "run_name=")
+
+
+def auto_resume_argv(argv: list[str]) -> list[str]:
+    """``resume=auto`` -> ``resume=<dir>`` of the run to continue, or ``resume=null``.
+
+    What a requeued cluster job needs: it is started again with the same arguments, so the run
+    to continue is the newest one (by its checkpoint) started with the same arguments, among the
+    runs beside the new one; or ``hydra.run.dir`` itself, when given and it has a checkpoint.
+    """
+    if "resume=auto" not in argv:
+        return argv
+    explicit = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    found = find_resumable(Path(explicit[-1]) if explicit else Path("outputs") / "new", argv)
+    rest = [a for a in argv if not a.startswith("resume=")]
+    if found is None:
+        print("resume=auto: no earlier run with these arguments has a checkpoint; starting fresh")
+        return [*rest, "resume=null"]
+    print(f"resume=auto: continuing {found}")
+    return [*rest, f"resume={found}"]
+
+
+def find_resumable(run_dir: Path, overrides: list[str]) -> Path | None:
+    """``run_dir`` if it has a checkpoint, else its newest sibling with one whose saved
+    overrides equal ``overrides`` (``resume=``, ``hydra.*`` and ``run_name=`` aside)."""
+
+    def state(d: Path) -> Path:
+        return d / "checkpoints" / STATE_FILE
+
+    if state(run_dir).exists():
+        return run_dir.absolute()
+
+    def own(args: list[str]) -> list[str]:
+        return sorted(a for a in args if not a.startswith((*RESUME_OWNED, "hydra", "-")))
+
+    wanted = own(overrides)
+    candidates = []
+    if run_dir.parent.is_dir():
+        for d in run_dir.parent.iterdir():
+            saved = d / ".hydra" / "overrides.yaml"
+            same = saved.exists() and own([str(a) for a in OmegaConf.load(saved)]) == wanted
+            if d != run_dir and state(d).exists() and same:
+                candidates.append(d)
+    if not candidates:
+        return None
+    return max(candidates, key=lambda d: state(d).stat().st_mtime).absolute()
+
+
+def resolve_auto_resume(
+    cfg: DictConfig, run_dir: Path, overrides: list[str]
+) -> tuple[DictConfig, Path]:
+    """A job of a -m grid (or a requeued cluster job) with ``resume=auto`` finds its run here,
+    among the runs beside ``run_dir`` started with the same ``overrides``."""
+    if cfg.resume != "auto":
+        return cfg, run_dir
+    found = find_resumable(run_dir, overrides)
+    with open_dict(cfg):
+        if found is None:
+            cfg.resume = None
+            return cfg, run_dir
+        state = load_state(found)
+        cfg.resume = str(found)
+        cfg.run_name = state["config"]["run_name"]
+    print(f"resume=auto: continuing {found} from agent step {state['env_steps']:,}")
+    if found != run_dir.absolute():
+        drop_empty_run_dir(run_dir)
+    return cfg, found
+
+
+def resume_argv(argv: list[str]) -> tuple[list[str], dict[str, Any] | None]:
+    """``resume=DIR [overrides]`` -> DIR's saved overrides, the new ones, and DIR itself.
+
+    The run continues under its own name and directory with the config it was started with;
+    overrides given now (``total_steps=2000000`` to train longer) apply on top, and a change
+    the checkpoint cannot follow (another env or network) is refused by check_compatible.
+    """
+    given = [a for a in argv if a.startswith("resume=")]
+    if not given or given[-1] in ("resume=", "resume=null"):
+        return argv, None
+    run_dir = Path(given[-1].split("=", 1)[1]).absolute()
+    state = load_state(run_dir)  # missing dir or checkpoint, corrupt file: UsageError
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    if not saved_file.exists():
+        raise UsageError("resume", f"{run_dir} is not a train.py run directory (no .hydra/)")
+    saved = [str(a) for a in OmegaConf.load(saved_file) if not str(a).startswith(RESUME_OWNED)]
+    new = [a for a in argv if not a.startswith(RESUME_OWNED)]
+    argv = [
+        *saved,
+        *new,
+        f"resume={run_dir}",
+        f"hydra.run.dir={run_dir}",
+        f"run_name={state['config']['run_name']}",
+    ]
+    return argv, state
+
+
+def drop_empty_run_dir(run_dir: Path) -> None:
+    """Hydra creates the run dir before we validate; remove it if it holds only Hydra's files."""
+    if run_dir.is_dir() and all(
+        p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()
+    ):
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Tabular Q-learning: the Q-table and its TD update (``qtable.py``), the loop (``learner.py``)."""

@@ -1,0 +1,122 @@
+"""The progress bar's speed and time left, from the recent pace of the current phase.
+
+tqdm's own estimate averages over the whole run, so a DQN run's warm-up (thousands of agent
+steps per second with no updates) made a 1M-step Pong run promise "45 minutes left" while it
+learned at ~168 steps/s (1.6 hours left). Here the pace is measured over the last few minutes of
+the current phase only (warm-up, then learning), and the window is long enough to include the
+pauses evaluations make, so the time left is what the run will really take at its current pace.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from tqdm import tqdm
+
+
+class Pace:
+    """Agent steps per second over the last ``window`` seconds of one phase."""
+
+    def __init__(self, window: float = 300.0) -> None:
+        self.window = window
+        self.phase: str | None = None
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def mark(self, now: float, env_steps: int, phase: str) -> None:
+        if phase != self.phase:  # a new phase's pace owes nothing to the last one's
+            self.phase = phase
+            self.samples.clear()
+        self.samples.append((now, env_steps))
+        # keep one sample at or before the window's start, so the rate spans the whole window
+        while len(self.samples) > 2 and self.samples[1][0] <= now - self.window:
+            self.samples.popleft()
+
+    @property
+    def rate(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        (t0, s0), (t1, s1) = self.samples[0], self.samples[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def seconds_left(self, steps_left: int) -> float | None:
+        rate = self.rate
+        return steps_left / rate if rate > 0 else None
+
+
+def duration(seconds: float | None) -> str:
+    """1h36m, 12m05s, 45s; '?' while there is no pace to go by."""
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+class ProgressBar:
+    """Agent steps, the phase, the recent return, ε, the recent pace and the time left.
+
+    Args:
+        total: agent steps the run trains for.
+        warmup_steps: agent steps that only collect (DQN's ``learning_starts``; 0 for tabular):
+            their pace says nothing of the rest, so the time left waits for the learning phase.
+        enabled: draw at all (``progress=false`` turns it off, as sweeps' workers do).
+    """
+
+    def __init__(self, total: int, warmup_steps: int, enabled: bool = True) -> None:
+        self.warmup_steps = warmup_steps
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.pace = Pace()
+        self._drawn_at = 0.0
+        self.bar = tqdm(
+            total=total,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not enabled,
+            mininterval=0.5,
+            file=sys.stderr,
+            # tqdm's own rate and time left average over the whole run (warm-up included):
+            # the postfix carries the recent pace and the time left instead
+            bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+        )
+
+    def on_episode(self, episode_return: float) -> None:
+        self.recent_returns.append(episode_return)
+
+    def on_step(self, env_steps: int, epsilon: float) -> None:
+        """Called after every vector step: redraws at most twice a second."""
+        now = time.perf_counter()
+        if now - self._drawn_at <= 0.5:
+            return
+        self._drawn_at = now
+        phase = "warm-up" if env_steps < self.warmup_steps else "learning"
+        self.pace.mark(now, env_steps, phase)
+        self.bar.n = min(env_steps, self.bar.total)
+        recent = self.recent_returns
+        ret = sum(recent) / len(recent) if recent else float("nan")
+        left = (
+            duration(self.pace.seconds_left(self.bar.total - self.bar.n))
+            if phase == "learning"
+            else "?"
+        )
+        self.bar.set_postfix_str(
+            f"{phase} return={ret:.2f} eps={epsilon:.3f} sps={self.pace.rate:.0f} left={left}",
+            refresh=False,
+        )
+        self.bar.refresh()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recent_returns": list(self.recent_returns)}
+
+    def load_state_dict(self, state: dict[str, Any], env_steps: int) -> None:
+        self.recent_returns.extend(state["recent_returns"])
+        self.bar.n = min(env_steps, self.bar.total)
+
+    def close(self, env_steps: int) -> None:
+        self.bar.n = min(env_steps, self.bar.total)
+        self.bar.close()
