@@ -88,13 +88,27 @@ def test_tabular_result_equals_a_recomputation_and_is_logged(runs):
     ).stdout.splitlines()
     run = [json.loads(r)["run"] for r in records if '"type":"run"' in r][-1]
     assert run["job_type"] == "eval" and run["run_group"] == "frozenlake"
-    summary = subprocess.run(
-        [str(leet), "leet", "inspect", "--summary", "--json", result["wandb_run_dir"]],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert str(result["return_mean"]) in summary
+    inspected = json.loads(
+        subprocess.run(
+            [str(leet), "leet", "inspect", "--summary", "--json", result["wandb_run_dir"]],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    summary = inspected["summary"]
+    for stat in ("mean", "std", "min", "max"):
+        assert summary[f"eval/return_{stat}"] == pytest.approx(result[f"return_{stat}"])
+    low, high = result["return_ci95"]
+    assert (summary["eval/return_ci95_low"], summary["eval/return_ci95_high"]) == (low, high)
+    assert inspected["config"]["episodes"] == 60 and inspected["config"]["epsilon"] == 0
+    # the returns table holds every episode's return and length, as the result file does
+    table = summary["eval/returns"]
+    assert (table["nrows"], table["ncols"]) == (60, 3)
+    data = json.loads((Path(result["wandb_run_dir"]) / "files" / table["path"]).read_text())
+    assert data["columns"] == ["episode", "return", "length"]
+    assert [row[1] for row in data["data"]] == result["returns"]
+    assert [row[2] for row in data["data"]] == result["lengths"]
 
 
 def test_dqn_protocol_caps_episodes_and_compare_reads_it(runs):

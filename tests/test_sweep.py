@@ -101,13 +101,32 @@ def test_unknown_sweep_name_lists_the_sweeps(tmp_path):
     assert "nope" in line and "frozenlake_tabular" in line and "cartpole_dqn" in line
 
 
-def test_shipped_sweeps_validate(capsys, tmp_path, monkeypatch):
-    """Every sweep in sweeps/ composes at both ends of its space (report=true runs nothing)."""
+def test_shipped_sweeps_validate(tmp_path, monkeypatch):
+    """Every sweep in sweeps/ composes and validates at both ends of its space and at every
+    choice, as a sweep checks itself before opening a study. The check is called directly, so
+    the test does not lean on which error a later step prints; the config composed last is the
+    space's high corner, and a copy of the sweep with that corner out of range is refused."""
+    from omegaconf import OmegaConf
+
+    from dqn_harness.errors import UsageError
+    from dqn_harness.sweeping.spec import Paths, Plan, load_spec
+
     monkeypatch.chdir(tmp_path)
+    paths = Paths(ROOT / "conf", ROOT / "sweeps", ROOT / "experiments")
     for path in sorted((ROOT / "sweeps").glob("*.yaml")):
-        code = sweep_main([f"sweep={path.stem}", "report=true", f"study=none_{path.stem}"], ROOT)
-        err = capsys.readouterr().err
-        assert code == 2 and "no study" in err, (path.name, err)  # validated, then found no study
+        spec, train_args = load_spec([f"sweep={path.stem}"], paths)
+        plan = Plan(spec, train_args, paths)
+        numeric = {k: d for k, d in spec.space.items() if d["type"] in ("float", "int")}
+        for key, dist in numeric.items():
+            assert OmegaConf.select(plan.example, key) == dist["high"], (path.name, key)
+        if "algo.gamma" in numeric:  # an out-of-range corner must be caught by that check
+            broken = yaml.safe_load(path.read_text())
+            broken["space"]["algo.gamma"]["high"] = 1.5
+            bad = tmp_path / f"broken_{path.name}"
+            bad.write_text(yaml.safe_dump(broken))
+            spec, train_args = load_spec([f"sweep={bad}"], paths)
+            with pytest.raises(UsageError, match="algo.gamma"):
+                Plan(spec, train_args, paths)
 
 
 # --- a FrozenLake sweep: solves, reports, writes a preset that solves, resumes ---------------

@@ -46,7 +46,7 @@ def compare_command(argv: list[str]) -> int:
     short = [r.name for r in results if len(r.steps) and len(r.runs) > 1 and _cut_short(r)]
     for name in short:
         print(f"note: {name}: curve stops where its shortest unsolved run stops", file=sys.stderr)
-    print(f"\nwrote {out}/curves.png, table.md, table.csv, runs.csv")
+    print(f"\nwrote {out}/curves.png, curves.csv, table.md, table.csv, runs.csv")
     return 0
 
 

@@ -122,7 +122,7 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
     thresholds = {r.summary.get("reward_threshold") for r in chosen}
     threshold = thresholds.pop() if len(thresholds) == 1 else None
     title = plot_title(filters, chosen, budget)
-    plot_curves(results, out / "curves.png", title, threshold)
+    (out / "curves.csv").write_text(plot_curves(results, out / "curves.png", title, threshold))
     (out / "table.md").write_text(markdown_table(results))
     (out / "table.csv").write_text(table_csv(results))
     (out / "runs.csv").write_text(runs_csv(results))

@@ -67,7 +67,12 @@ def table_csv(results: list[ConfigResult]) -> str:
 
 def plot_curves(
     results: list[ConfigResult], path: Path, title: str, threshold: float | None
-) -> None:
+) -> str:
+    """curves.png: each config's point estimate and band, each seed drawn faintly.
+
+    Returns curves.csv's text: every point of every curve as it was drawn, read back from the
+    figure's own lines and bands, so the numbers beside the picture are the picture's.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,14 +81,11 @@ def plot_curves(
     # the legend goes under the axes, where long config labels cannot cover the curves
     entries = len(results) + (threshold is not None)
     fig, ax = plt.subplots(figsize=(9, 5 + 0.22 * entries), dpi=120)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["config", "curve", "env_steps", "value", "low", "high"])
     for i, res in enumerate(results):
-        color = f"C{i % 10}"
-        for run in res.runs:  # each seed, faint, so a lucky or broken seed is visible
-            xs, ys = zip(*run.curve, strict=True) if run.curve else ((), ())
-            ax.plot(xs, ys, color=color, alpha=0.18, linewidth=0.8)
-        if len(res.steps):
-            ax.plot(res.steps, res.curve[:, 0], color=color, linewidth=2, label=_legend(res))
-            ax.fill_between(res.steps, res.curve[:, 1], res.curve[:, 2], color=color, alpha=0.2)
+        writer.writerows(_draw_config(ax, res, f"C{i % 10}"))
     if threshold is not None:
         ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="solved")
     ax.set_xlabel("agent steps")
@@ -94,6 +96,34 @@ def plot_curves(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return buf.getvalue()
+
+
+def _draw_config(ax: Any, res: ConfigResult, color: str) -> list[list[Any]]:
+    """One config's seeds (faint, so a lucky or broken seed is visible), its point estimate
+    and its band; returns the drawn points as curves.csv rows."""
+    rows: list[list[Any]] = []
+    for run in res.runs:
+        xs, ys = zip(*run.curve, strict=True) if run.curve else ((), ())
+        (line,) = ax.plot(xs, ys, color=color, alpha=0.18, linewidth=0.8)
+        drawn = zip(line.get_xdata(), line.get_ydata(), strict=True)
+        rows += [[res.name, f"seed {run.seed}", x, y, "", ""] for x, y in drawn]
+    if len(res.steps):
+        (line,) = ax.plot(res.steps, res.curve[:, 0], color=color, linewidth=2, label=_legend(res))
+        band = ax.fill_between(res.steps, res.curve[:, 1], res.curve[:, 2], color=color, alpha=0.2)
+        low, high = _band_edges(band, len(res.steps))
+        band_points = zip(line.get_xdata(), line.get_ydata(), low, high, strict=True)
+        rows += [[res.name, res.row["estimator"], x, y, lo, hi] for x, y, lo, hi in band_points]
+    return rows
+
+
+def _band_edges(band: Any, n: int) -> tuple[list[float], list[float]]:
+    """The lower and upper edge of a fill_between band, from the polygon it drew (its
+    vertices run along the lower edge, then back along the upper one)."""
+    path = band.get_paths()[0].vertices
+    lower = path[1 : n + 1, 1]
+    upper = path[n + 2 : 2 * n + 2, 1][::-1]
+    return [float(v) for v in lower], [float(v) for v in upper]
 
 
 def _legend(res: ConfigResult) -> str:
