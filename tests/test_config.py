@@ -52,12 +52,25 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
     fast, classic = compose_cfg("env=pong"), compose_cfg("+experiment=pong_nature")
     assert (fast.algo.n_step, fast.train_freq, fast.trainer.precision) == (4, 1, "bf16-mixed")
     assert fast.schedule.epsilon.end == 0.02 and fast.schedule.epsilon.steps == 150_000
-    assert fast.eval.stop_on_solve and fast.eval.every == 25_000 and fast.eval.episodes == 10
+    assert fast.eval.stop_on_solve and fast.eval.every == 25_000
+    # the harness's Atari protocol: 20 full games at epsilon 0.01, no sticky actions, 30 no-ops
+    protocol = (fast.eval.episodes, fast.eval.epsilon, fast.env.repeat_action_probability)
+    assert protocol == (20, 0.01, 0.0) and fast.env.noop_max == 30
+    assert fast.env.max_episode_steps is None  # full games
+    for preset in ("+experiment=pong_nature", "env=atari", "env=breakout"):
+        cfg = compose_cfg(preset)
+        assert (cfg.eval.episodes, cfg.eval.epsilon) == (20, 0.01), preset
     assert (classic.algo.n_step, classic.train_freq, classic.trainer.precision) == (1, 4, "32-true")
     assert classic.schedule.epsilon.end == 0.01 and classic.total_steps == 1_000_000
     # the recorded classic run (experiments/README "pong_dqn") still composes to its settings
     recorded = compose_cfg("+experiment=pong_dqn")
     assert (recorded.algo.n_step, recorded.train_freq, recorded.eval.episodes) == (1, 4, 5)
+    assert recorded.eval.epsilon == 0.05  # as it was recorded
+    # today's preset stays reachable by name when env=pong moves on
+    n4 = OmegaConf.to_container(compose_cfg("+experiment=pong_n4"), resolve=False)
+    pong = OmegaConf.to_container(compose_cfg("env=pong"), resolve=False)
+    n4.pop("run_name"), pong.pop("run_name")
+    assert n4 == pong
 
 
 def test_breakout_is_the_pong_preset_on_another_game_and_atari_stays_classic():

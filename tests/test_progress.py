@@ -50,3 +50,17 @@ def test_the_bar_shows_the_phase_and_the_time_left(tmp_path):
     learning = [r for r in redraws if " learning " in r]
     assert learning and all("left=" in r and "sps=" in r for r in learning)
     assert not any("<" in r for r in learning), "tqdm's own whole-run estimate is not shown"
+
+
+def test_time_left_counts_the_evaluations_still_to_come():
+    """At epsilon 0.01 an Atari evaluation plays 20 long games: the time left is training at
+    its own pace plus every evaluation still to come (and the final one) at the last's cost."""
+    from dqn_harness.tracking.progress import ProgressBar
+
+    bar = ProgressBar(total=10_000, warmup_steps=0, eval_every=1000, enabled=False)
+    bar.pace.mark(0.0, 0, "learning")
+    bar.pace.mark(50.0, 5000, "learning")  # 100 agent steps/s on the training clock
+    assert bar.seconds_left(5000) == 50.0  # before any evaluation there is no cost to add
+    bar.on_evaluation(30.0)
+    assert bar.seconds_left(5000) == 50.0 + 6 * 30.0  # 5 more on the way and the final one
+    assert bar.eval_s == 30.0  # kept off the pace: the bar marks wall time less this

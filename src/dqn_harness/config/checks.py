@@ -137,6 +137,10 @@ def check_env_fits_algo(cfg: DictConfig, space: Any) -> None:
         network_class(cfg.model._target_)
     elif cfg.model.name == "nature_cnn" and not is_atari(cfg.env.id):
         raise UsageError("model", f"nature_cnn needs Atari frames; use model=mlp for {cfg.env.id}")
+    if cfg.algo.augment == "shift" and len(space.shape) != 3:
+        raise UsageError(
+            "algo.augment", f"shift moves image frames; {cfg.env.id} observes {space.shape}"
+        )
     from dqn_harness.replay.storage import check_fits, nbytes_for
 
     frame_shape = space.shape[1:] if len(space.shape) == 3 else space.shape

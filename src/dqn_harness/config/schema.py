@@ -56,6 +56,8 @@ class AlgoConfig:
     # dqn: agent steps between hard copies of the online net into the target (SB3's
     # target_update_interval, Dopamine's target_update_period)
     target_sync: int = 1000
+    # dqn: none | shift (DrQ's random shift of Atari frames by up to 4 pixels, per sample)
+    augment: str = one_of("none", "none", "shift")
 
 
 @dataclass

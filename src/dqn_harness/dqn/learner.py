@@ -21,6 +21,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from dqn_harness.collector import Collector
+from dqn_harness.dqn.augment import RandomShift
 from dqn_harness.dqn.module import DQN
 from dqn_harness.dqn.stream import ReplayStream
 from dqn_harness.envs import is_atari
@@ -125,10 +126,12 @@ class DQNLearner:
 
     def state_dict(self) -> dict[str, Any]:
         self.module.flush_priorities()  # the replay saved with this state has them all
+        augment = self.module.augment
         return {
             **self.weights(),
             "sync": self.module.sync.state_dict(),
             "stream": self.stream.state_dict() if self.stream is not None else None,
+            "augment": None if augment is None else augment.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -137,6 +140,8 @@ class DQNLearner:
         self.module.resume(grad_steps=state["grad_steps"], optimizer_state=state["optimizer"])
         self.module.sync.load_state_dict(state["sync"])
         self.stream_state = state["stream"]
+        if self.module.augment is not None and state.get("augment"):
+            self.module.augment.load_state_dict(state["augment"])
 
     @property
     def policy_step(self) -> int | None:
@@ -225,6 +230,7 @@ def build_dqn(cfg: DictConfig, env: VectorEnv, run_dir: Path) -> DQNLearner:
         eps=cfg.optim.eps,
         fused=cfg.optim.fused,
         priority_update=buffer.update_priority,
+        augment=RandomShift(seed=cfg.seed + 2) if algo.augment == "shift" else None,
     )
     stream = {
         "batch_size": cfg.batch_size,

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dqn_harness.dqn.augment import RandomShift
 from dqn_harness.errors import Diverged
 from dqn_harness.schedules import TargetSync
 
@@ -42,6 +43,7 @@ class DQN(pl.LightningModule):
         target_sync: agent steps between hard copies of the online net into the target.
         double: Double DQN (the online net picks the next action, the target net values it).
         max_grad_norm: clip the gradient's global norm to this (``None``: no clipping).
+        augment: transforms each batch before the update (``RandomShift``), or ``None``.
         priority_update: prioritized replay's hook, called with each batch's indices and
             |TD errors| (``ReplayBuffer.update_priority``; a uniform sampler ignores them).
     """
@@ -60,6 +62,7 @@ class DQN(pl.LightningModule):
         double: bool = False,
         max_grad_norm: float | None = None,
         priority_update: Callable[[np.ndarray, np.ndarray], None] | None = None,
+        augment: RandomShift | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the update is written out in training_step
@@ -75,6 +78,7 @@ class DQN(pl.LightningModule):
         self.max_grad_norm = max_grad_norm
         self.sync = TargetSync(target_sync)
         self.priority_update = priority_update
+        self.augment = augment
         self.env_steps: int | None = None  # the agent step the current batch was sampled at
         self.stats = torch.zeros(3)  # running sums of loss and q, and the update count
         self.grad_offset = 0  # gradient steps taken before a resume
@@ -148,6 +152,8 @@ class DQN(pl.LightningModule):
         on it, never on the collector (which Lightning's prefetch has already moved on).
         """
         self.env_steps = int(batch["env_steps"])
+        if self.augment is not None:
+            batch = self.augment(batch)
         loss, q, td = self.td_loss(batch)
         # On CPU the check is free, so it runs every update and names the exact step; on a GPU
         # it would force a sync per update, so there pop_stats checks at every scalar log.

@@ -14,6 +14,7 @@ is a method, so no closure captures objects built after it.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,9 @@ class Runner:
         )
         self.metrics = MetricsLog(self.run_dir, self.loggers, append=self.resume is not None)
         warmup = cfg.learning_starts if cfg.algo.name == "dqn" else 0
-        self.progress = ProgressBar(cfg.total_steps, warmup, enabled=cfg.progress)
+        self.progress = ProgressBar(
+            cfg.total_steps, warmup, eval_every=cfg.eval.every, enabled=cfg.progress
+        )
         self.summary = RunSummary(self.run_dir, self.loggers.wandb_run_dir)
 
     def build_evaluator(self) -> Evaluator:
@@ -280,7 +283,9 @@ class Runner:
 
     def evaluate(self, env_steps: int) -> None:
         self.learner.check_finite()
+        start = time.perf_counter()
         mean = self.evaluator.run(env_steps, self.learner.greedy)
+        self.progress.on_evaluation(time.perf_counter() - start)
         self.decisions.after_evaluation(env_steps, mean)
 
     def save_weights(self, path: Path) -> None:

@@ -61,15 +61,25 @@ def duration(seconds: float | None) -> str:
 class ProgressBar:
     """Agent steps, the phase, the recent return, ε, the recent pace and the time left.
 
+    The pace is measured on the training clock (wall time less the evaluations), and the time
+    left adds what the evaluations still to come will take at the last one's cost: at ε 0.01 an
+    evaluation plays 20 long games, and a pace that averaged them in would swing with every one.
+
     Args:
         total: agent steps the run trains for.
         warmup_steps: agent steps that only collect (DQN's ``learning_starts``; 0 for tabular):
             their pace says nothing of the rest, so the time left waits for the learning phase.
+        eval_every: agent steps between evaluations (one more comes at the end).
         enabled: draw at all (``progress=false`` turns it off, as sweeps' workers do).
     """
 
-    def __init__(self, total: int, warmup_steps: int, enabled: bool = True) -> None:
+    def __init__(
+        self, total: int, warmup_steps: int, eval_every: int = 0, enabled: bool = True
+    ) -> None:
         self.warmup_steps = warmup_steps
+        self.eval_every = eval_every
+        self.eval_s = 0.0  # wall time spent evaluating so far
+        self.last_eval_s: float | None = None
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.pace = Pace()
         self._drawn_at = 0.0
@@ -88,6 +98,19 @@ class ProgressBar:
     def on_episode(self, episode_return: float) -> None:
         self.recent_returns.append(episode_return)
 
+    def on_evaluation(self, seconds: float) -> None:
+        self.eval_s += seconds
+        self.last_eval_s = seconds
+
+    def seconds_left(self, env_steps: int) -> float | None:
+        """Training at the recent pace, plus the evaluations to come at the last one's cost."""
+        steps_left = max(self.bar.total - env_steps, 0)
+        train = self.pace.seconds_left(steps_left)
+        if train is None or self.last_eval_s is None or not self.eval_every:
+            return train
+        evals_left = steps_left // self.eval_every + 1  # and the final one
+        return train + evals_left * self.last_eval_s
+
     def on_step(self, env_steps: int, epsilon: float) -> None:
         """Called after every vector step: redraws at most twice a second."""
         now = time.perf_counter()
@@ -95,17 +118,15 @@ class ProgressBar:
             return
         self._drawn_at = now
         phase = "warm-up" if env_steps < self.warmup_steps else "learning"
-        self.pace.mark(now, env_steps, phase)
+        self.pace.mark(now - self.eval_s, env_steps, phase)  # the training clock
         self.bar.n = min(env_steps, self.bar.total)
         recent = self.recent_returns
         ret = sum(recent) / len(recent) if recent else float("nan")
-        left = (
-            duration(self.pace.seconds_left(self.bar.total - self.bar.n))
-            if phase == "learning"
-            else "?"
-        )
+        left = duration(self.seconds_left(env_steps)) if phase == "learning" else "?"
+        cost = "" if self.last_eval_s is None else f" eval={duration(self.last_eval_s)}"
         self.bar.set_postfix_str(
-            f"{phase} return={ret:.2f} eps={epsilon:.3f} sps={self.pace.rate:.0f} left={left}",
+            f"{phase} return={ret:.2f} eps={epsilon:.3f} sps={self.pace.rate:.0f}{cost} "
+            f"left={left}",
             refresh=False,
         )
         self.bar.refresh()
