@@ -32,6 +32,8 @@ from .conftest import compose_cfg, run_train
         ["+experiment=pong_candidate_n4"],
         ["+experiment=pong_nature"],
         ["+experiment=pong_dqn"],
+        ["+experiment=pong_n4"],
+        ["env=pong", "algo.augment=shift"],
     ],
 )
 def test_shipped_configs_compose_and_validate(overrides):
@@ -143,6 +145,17 @@ def test_run_name_pattern():
         (["env=pong", "+env.kwargs.no_such_arg=1"], "env.kwargs"),
         (["algo=tabular", "env=frozenlake", "env.kwargs.map_name=9x9"], "env.kwargs"),
         (["logger=wandb", "logger.mode=online"], "logger.mode"),
+        # found by trying inputs as a careless user would (issue 25)
+        (["algo.n_step=5000", "buffer.capacity=1000"], "algo.n_step"),  # ran at 13 steps/s
+        (
+            ["algo=tabular", "env=frozenlake", "env.kwargs.is_slippery=maybe"],
+            "env.kwargs.is_slippery",
+        ),
+        (
+            ["algo=tabular", "env=frozenlake", "+env.kwargs.success_rate=lots"],
+            "env.kwargs.success_rate",
+        ),
+        (["algo.augment=crop"], "algo.augment"),
     ],
 )
 def test_validate_names_the_bad_key(overrides, key, monkeypatch):

@@ -91,13 +91,16 @@ def check_numbers(cfg: DictConfig) -> None:
         raise UsageError("seed", f"must be in [0, 2**31), got {cfg.seed}")
     if cfg.learning_starts < 0:
         raise UsageError("learning_starts", f"must be >= 0, got {cfg.learning_starts}")
+    slots = cfg.buffer.capacity // cfg.env.num_envs  # each env's share of the replay
+    if cfg.algo.n_step > slots:
+        raise UsageError(
+            "algo.n_step",
+            f"{cfg.algo.n_step}-step windows do not fit a replay of {slots} steps per env "
+            f"(buffer.capacity {cfg.buffer.capacity} over env.num_envs {cfg.env.num_envs})",
+        )
     if cfg.batch_size > cfg.buffer.capacity:
         raise UsageError(
             "batch_size", f"{cfg.batch_size} is larger than buffer.capacity ({cfg.buffer.capacity})"
-        )
-    if cfg.eval.num_envs > cfg.eval.episodes:
-        raise UsageError(
-            "eval.num_envs", f"{cfg.eval.num_envs} is more than eval.episodes ({cfg.eval.episodes})"
         )
 
 

@@ -90,6 +90,8 @@ def composition_error(exc: ConfigCompositionException) -> UsageError:
         key = str(cause.full_key)
         if key in MOVED_KEYS:
             return moved_key_error(key)
+        if key.startswith("env.kwargs."):  # a free-form dict: new entries need Hydra's `+`
+            return UsageError(key, f"not set by this env preset; add it with +{key}=VALUE")
         return UsageError(key, f"unknown config key{known_keys(key)}")
     if isinstance(cause, ValidationError):
         return UsageError(str(cause.full_key), str(cause.msg).splitlines()[0])

@@ -134,7 +134,7 @@ class EvalConfig:
     every: int = 50_000  # agent steps between evaluations
     episodes: int = 10
     epsilon: float = 0.05
-    num_envs: int = 1  # eval envs stepped together (episodes are split evenly between them)
+    num_envs: int = 1  # eval envs stepped together (episodes split evenly; at most episodes)
     stop_on_solve: bool = True  # end training once the eval mean reaches the reward threshold
     video: bool = False  # film one episode (GIF in <run dir>/videos, W&B key eval/video)
     video_every: int = 5  # evaluations between videos (the first evaluation is always filmed)

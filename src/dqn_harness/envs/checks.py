@@ -3,6 +3,7 @@ for ``evaluate.py``'s protocol overrides, which may change only how episodes are
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from dqn_harness.envs import check_env_id, is_atari, make_env, single_observation_space
@@ -24,6 +25,7 @@ def validate_env(env: Any) -> Any:
     if env.noop_max < 0:
         raise UsageError("env.noop_max", f"must be >= 0, got {env.noop_max}")
     check_env_id(env)
+    check_kwarg_types(env)
     if env.repeat_action_probability > 0 and not is_atari(env.id):
         raise UsageError(
             "env.repeat_action_probability", f"sticky actions are an ALE setting; {env.id} has none"
@@ -50,3 +52,29 @@ def built_space(env_cfg: Any) -> Any:
             f"{env_cfg.id} could not be built{f' with {args}' if args else ''} "
             f"({type(exc).__name__}: {reason[:160]})",
         ) from None
+
+
+def check_kwarg_types(env_cfg: Any) -> None:
+    """``env.kwargs.*`` of the type the env's constructor declares by its default: gymnasium
+    passes them on unchecked, so ``is_slippery=maybe`` would build a slippery lake (any
+    non-empty string is true) instead of saying the value means nothing."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    if not env_cfg.kwargs or is_atari(env_cfg.id):
+        return
+    try:
+        creator = load_env_creator(gym.spec(env_cfg.id).entry_point)  # type: ignore[arg-type]
+        params = inspect.signature(creator).parameters
+    except (TypeError, ValueError, AttributeError, ImportError):  # not introspectable: left to it
+        return
+    for key, value in env_cfg.kwargs.items():
+        param = params.get(str(key))
+        if param is None or param.default is inspect.Parameter.empty or param.default is None:
+            continue
+        expected = type(param.default)
+        if expected is bool and not isinstance(value, bool):
+            raise UsageError(f"env.kwargs.{key}", f"expects true or false, got {value!r}")
+        numeric = expected in (int, float) and not isinstance(value, bool)
+        if numeric and not isinstance(value, (int, float)):
+            raise UsageError(f"env.kwargs.{key}", f"expects a number, got {value!r}")

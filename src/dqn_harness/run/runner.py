@@ -178,7 +178,8 @@ class Runner:
                 log_video=self.loggers.log_video,
             )
         return Evaluator(
-            env=make_vec_env(cfg.env, cfg.eval.num_envs),
+            # no more envs than episodes: an env without an episode to play would idle
+            env=make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes)),
             episodes=cfg.eval.episodes,
             epsilon=cfg.eval.epsilon,
             seed=cfg.seed + EVAL_SEED,
