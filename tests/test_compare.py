@@ -276,3 +276,30 @@ def test_iqm_and_bootstrap_interval():
     point, low, high = aggregate(np.array([1.0, 2.0, 3.0]), np.random.default_rng(0))
     assert point == pytest.approx(2.0) and 1.0 <= low < 2.0 < high <= 3.0  # mean below 5 seeds
     assert aggregate(np.array([7.0]), np.random.default_rng(0)) == (7.0, 7.0, 7.0)
+
+
+def test_compare_refuses_to_mix_evaluation_protocols_unless_asked(tmp_path):
+    """Two FrozenLake runs evaluated at different epsilons measure different things: one table
+    of both is refused, naming what differs, until mix_protocols=true."""
+    for epsilon in (0.0, 0.2):
+        proc = run_train(
+            "algo=tabular",
+            "env=frozenlake",
+            "total_steps=2000",
+            "eval.every=1000",
+            "eval.episodes=20",
+            f"eval.epsilon={epsilon}",
+            "logger=none",
+            *QUIET,
+            f"hydra.run.dir={tmp_path}/outputs/eps{epsilon}",
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = compare(tmp_path, "env=frozenlake", "out=mixed")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: protocol: ")
+    assert "eval.epsilon 0.0 vs 0.2" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    proc = compare(tmp_path, "env=frozenlake", "eval.epsilon=0.0", "out=one")
+    assert proc.returncode == 0, proc.stderr  # one protocol at a time is fine
+    proc = compare(tmp_path, "env=frozenlake", "mix_protocols=true", "out=mixed")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_csv(tmp_path / "mixed" / "table.csv")) == 2

@@ -33,6 +33,7 @@ from dqn_harness.comparing.stats import ConfigResult
 USAGE = """\
 usage: python compare.py [group=G] [tag=T] [env=E] [algo=A] [status=S] [KEY=VALUE ...]
          [by=K1,K2] [runs=DIR,...] [source=train|evaluate] [budget_s=S] [out=DIR]
+         [mix_protocols=true]
 
 Learning curves over seeds (curves.png) and a results table (table.md, table.csv, runs.csv)
 from the run dirs under outputs/ and multirun/. README "Comparing runs".

@@ -18,10 +18,22 @@ from dqn_harness.arguments import key_values
 from dqn_harness.commands.entry import entry
 from dqn_harness.errors import UsageError
 
-OPTIONS = ("run", "checkpoint", "episodes", "epsilon", "seed", "num_envs", "video", "logger")
+OPTIONS = (
+    "run",
+    "checkpoint",
+    "protocol",
+    "episodes",
+    "epsilon",
+    "seed",
+    "num_envs",
+    "video",
+    "logger",
+)
+CONF = Path(__file__).resolve().parents[3] / "conf"  # the repository's conf/ (protocol presets)
 
 USAGE = """\
-usage: python evaluate.py run=<run dir> [checkpoint=best|last|<file>] [episodes=N] [epsilon=E]
+usage: python evaluate.py run=<run dir> [checkpoint=best|last|<file>]
+         [protocol=harness|nature|machado|atari100k] [episodes=N] [epsilon=E]
          [seed=S] [num_envs=N] [video=N] [logger=wandb|none]
          [env.repeat_action_probability=P] [env.max_episode_steps=N] [env.noop_max=N]
        python evaluate.py checkpoint=<file>
@@ -65,11 +77,14 @@ def _env_value(text: str) -> Any:
 
 
 def protocol_from(options: dict[str, str], env: dict[str, str]) -> Any:
-    from dqn_harness.scoring.protocol import Protocol
+    """What the command line says of how to play: a named protocol (``protocol=nature``, from
+    conf/protocol/), then single settings on top (``epsilon=0.05``, ``env.noop_max=0``)."""
+    from dqn_harness.scoring.protocol import Protocol, named_protocol
 
     video = options.get("video", "0").lower()
     video_n = {"true": 1, "false": 0}.get(video)
-    return Protocol(
+    base = named_protocol(CONF, options["protocol"]) if "protocol" in options else Protocol()
+    given = Protocol(
         episodes=_number(options, "episodes", int, 1),
         epsilon=_number(options, "epsilon", float, 0.0),
         num_envs=_number(options, "num_envs", int, 1),
@@ -77,6 +92,7 @@ def protocol_from(options: dict[str, str], env: dict[str, str]) -> Any:
         video=video_n if video_n is not None else _number({"video": video}, "video", int, 0),
         env={k: _env_value(v) for k, v in env.items()},
     )
+    return base.updated(given)
 
 
 def scored_run(options: dict[str, str]) -> tuple[Path, Path]:

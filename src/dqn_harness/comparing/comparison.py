@@ -98,6 +98,8 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
         if skipped:
             found += f"; {skipped} run dirs without a readable config"
         raise UsageError("filters", f"no runs match {where} under {_roots(roots)} ({found})")
+    if options.get("mix_protocols", "false").lower() not in ("true", "1", "yes"):
+        check_one_protocol(chosen)
     source = options.get("source", "train")
     if source not in SOURCES:
         raise UsageError("source", f"'{source}' is not one of {', '.join(SOURCES)}")
@@ -127,6 +129,40 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
     (out / "table.csv").write_text(table_csv(results))
     (out / "runs.csv").write_text(runs_csv(results))
     return results, out
+
+
+# What makes two runs' evaluations comparable: the protocol's name and the keys it sets.
+PROTOCOL_KEYS = (
+    "protocol.name",
+    "eval.episodes",
+    "eval.epsilon",
+    "env.repeat_action_probability",
+    "env.full_action_space",
+    "env.terminal_on_life_loss",
+    "env.max_num_frames_per_episode",
+    "env.noop_max",
+)
+
+
+def check_one_protocol(runs: list[Run]) -> None:
+    """Runs evaluated under different protocols make a table that compares the protocols as
+    much as the agents: refused unless ``mix_protocols=true``. A run from before protocols had
+    names counts as ``unrecorded``."""
+    kinds: dict[tuple[Any, ...], list[Run]] = {}
+    for run in runs:
+        signature = tuple(run.config.get(k, "unrecorded") for k in PROTOCOL_KEYS)
+        kinds.setdefault(signature, []).append(run)
+    if len(kinds) < 2:
+        return
+    first, second = list(kinds)[:2]
+    differ = [f"{k} {a} vs {b}" for k, a, b in zip(PROTOCOL_KEYS, first, second, strict=True)]
+    described = ", ".join(d for d, a, b in zip(differ, first, second, strict=True) if a != b)
+    counts = "; ".join(f"{sig[0]}: {len(rs)} runs" for sig, rs in kinds.items())
+    raise UsageError(
+        "protocol",
+        f"the runs follow {len(kinds)} evaluation protocols ({counts}; {described}); compare "
+        "them apart (e.g. protocol.name=harness) or say mix_protocols=true",
+    )
 
 
 def with_evaluations(runs: list[Run], where: str, roots: list[Path]) -> list[Run]:

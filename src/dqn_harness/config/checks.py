@@ -70,8 +70,13 @@ def validate(cfg: DictConfig) -> None:
 
     check_trainer(cfg.trainer)
     check_wandb_login(cfg.logger)
+    from dqn_harness.envs import is_atari
     from dqn_harness.envs.checks import validate_env
 
+    if cfg.protocol.name not in ("preset", "legacy") and not is_atari(cfg.env.id):
+        raise UsageError(
+            "protocol", f"'{cfg.protocol.name}' is an Atari protocol; {cfg.env.id} is no ALE game"
+        )
     space = validate_env(cfg.env)
     check_env_fits_algo(cfg, space)
 

@@ -37,6 +37,11 @@ class EnvConfig:
     fire_reset: bool = True  # Atari: press FIRE after reset in games that need it
     repeat_action_probability: float = 0.0  # Atari sticky actions (0 = classic DQN setting)
     max_episode_steps: int | None = None  # cap on agent steps per episode (None = env default)
+    # Atari: emulator frames per episode at most (ALE's name; None: ALE's 108,000, 30 minutes)
+    max_num_frames_per_episode: int | None = None
+    full_action_space: bool = False  # Atari: all 18 actions instead of the game's minimal set
+    # Atari: a lost life ends a training episode (the game goes on; evaluation plays whole games)
+    terminal_on_life_loss: bool = False
     reward_threshold: float | None = None  # return that counts as solved (None = env spec's)
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra gym.make arguments
 
@@ -141,6 +146,14 @@ class EvalConfig:
 
 
 @dataclass
+class ProtocolConfig:
+    """Which evaluation protocol the run follows (``protocol=``): recorded by name in
+    config.json, W&B and every eval-*.json; the keys it sets live in env.* and eval.*."""
+
+    name: str = "preset"  # preset | harness | nature | machado | atari100k | legacy
+
+
+@dataclass
 class CheckpointConfig:
     every: int = 50_000  # agent steps between resumable checkpoints (also written on exit)
     buffer: bool = True  # include the replay buffer (false: a resumed run refills it first)
@@ -158,6 +171,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     resume: str | None = None  # a run dir to continue from its checkpoint, or auto (README)
     seed: int = 0
     total_steps: int = 1_000_000  # agent env steps (an Atari agent step is frame_skip frames)

@@ -39,20 +39,23 @@ def check_env_id(cfg: Any) -> None:
         raise UsageError("env.frame", f"frame modes apply to Atari games only, not '{cfg.id}'")
 
 
-def make_env(cfg: Any, render_mode: str | None = None) -> gym.Env:
+def make_env(cfg: Any, render_mode: str | None = None, training: bool = True) -> gym.Env:
     """One env from ``env.*``: Atari games get the preprocessing, others ``gym.make`` as is."""
     if is_atari(cfg.id):
-        return make_atari_env(cfg, render_mode=render_mode)
+        return make_atari_env(cfg, render_mode=render_mode, training=training)
     kwargs = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     return gym.make(cfg.id, render_mode=render_mode, **kwargs)
 
 
-def make_vec_env(cfg: Any, num_envs: int) -> VectorEnv:
-    """Build ``num_envs`` copies of the configured env; seed it with ``reset(seed=...)``."""
+def make_vec_env(cfg: Any, num_envs: int, training: bool = True) -> VectorEnv:
+    """Build ``num_envs`` copies of the configured env; seed it with ``reset(seed=...)``.
+
+    ``training=False`` is an evaluation env: it always plays whole games (no life-loss ends).
+    """
     if is_atari(cfg.id):
-        return make_atari_vector(cfg, num_envs)
+        return make_atari_vector(cfg, num_envs, training)
     return SyncVectorEnv([lambda: make_env(cfg) for _ in range(num_envs)])
 
 

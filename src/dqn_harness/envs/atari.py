@@ -27,6 +27,7 @@ gym.register_envs(ale_py)
 # The seed's frame step: resize to 84 wide x 110 high, keep rows 18..101 (drops the score bar).
 SEED_RESIZE = (84, 110)
 SEED_ROWS = slice(18, 102)
+ALE_MAX_FRAMES = 108_000  # ALE's own cap on an episode: 30 minutes at 60 frames/s
 
 
 class FireReset(gym.Wrapper):
@@ -48,6 +49,43 @@ class FireReset(gym.Wrapper):
             obs, _, terminated, truncated, info = self.env.step(action)
             if terminated or truncated:
                 obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+
+class EpisodicLife(gym.Wrapper):
+    """A lost life ends the episode for the learner, not the game (``env.terminal_on_life_loss``).
+
+    As the Nature paper trained, and as SB3's ``EpisodicLifeEnv`` and ALE's vector env
+    (``episodic_life``) do: the step that loses a life returns ``terminated`` (no bootstrap
+    past it), and the reset that follows only steps a no-op, so the agent plays on from where
+    the game is; the emulator is reset only at game over. gymnasium's own
+    ``AtariPreprocessing(terminal_on_life_loss=True)`` resets the whole game instead, so an
+    agent would never see a later life.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = bool(terminated or truncated)
+        lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.game_over = False
+        self.lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
         return obs, info
 
 
@@ -90,17 +128,26 @@ def has_fire(env: gym.Env) -> bool:
     return len(meanings) >= 3 and meanings[1] == "FIRE"
 
 
-def make_atari_env(cfg: Any, render_mode: str | None = None) -> gym.Env:
-    """One preprocessed Atari env (the gymnasium backend's building block)."""
-    kwargs = dict(cfg.kwargs)
+def max_frames(cfg: Any) -> int:
+    """Emulator frames an episode may last: ``env.max_num_frames_per_episode`` (ALE's 108,000
+    by default) or ``env.max_episode_steps`` agent steps, whichever is shorter."""
+    frames = cfg.max_num_frames_per_episode or ALE_MAX_FRAMES
     if cfg.max_episode_steps is not None:
-        kwargs["max_num_frames_per_episode"] = cfg.max_episode_steps * cfg.frame_skip
+        frames = min(frames, cfg.max_episode_steps * cfg.frame_skip)
+    return int(frames)
+
+
+def make_atari_env(cfg: Any, render_mode: str | None = None, training: bool = True) -> gym.Env:
+    """One preprocessed Atari env (the gymnasium backend's building block). ``training=False``
+    (evaluation) always plays whole games, whatever ``env.terminal_on_life_loss`` says."""
     env = gym.make(
         cfg.id,
         frameskip=1,
         repeat_action_probability=cfg.repeat_action_probability,
+        full_action_space=cfg.full_action_space,
+        max_num_frames_per_episode=max_frames(cfg),
         render_mode=render_mode,
-        **kwargs,
+        **dict(cfg.kwargs),
     )
     crop = cfg.frame == "seed_crop"
     env = gym.wrappers.AtariPreprocessing(
@@ -111,18 +158,19 @@ def make_atari_env(cfg: Any, render_mode: str | None = None) -> gym.Env:
     )
     if crop:
         env = CropRows(env)
+    if training and cfg.terminal_on_life_loss:
+        env = EpisodicLife(env)
     if cfg.fire_reset and has_fire(env):
         env = FireReset(env)
     return gym.wrappers.FrameStackObservation(env, cfg.frame_stack, padding_type="zero")
 
 
-def make_atari_vector(cfg: Any, num_envs: int) -> VectorEnv:
+def make_atari_vector(cfg: Any, num_envs: int, training: bool = True) -> VectorEnv:
+    """``num_envs`` preprocessed games: ALE's C++ vector env (``env.backend=ale_vector``), or
+    gymnasium's wrappers in a SyncVectorEnv. Both honour every ``env.*`` key alike."""
     if cfg.backend == "ale_vector":
         crop = cfg.frame == "seed_crop"
         width, height = SEED_RESIZE if crop else (84, 84)
-        max_frames = (
-            108_000 if cfg.max_episode_steps is None else cfg.max_episode_steps * cfg.frame_skip
-        )
         venv: VectorEnv = ale_py.vector_env.AtariVectorEnv(
             ale_game(cfg.id),
             num_envs,
@@ -134,8 +182,10 @@ def make_atari_vector(cfg: Any, num_envs: int) -> VectorEnv:
             use_fire_reset=cfg.fire_reset,
             reward_clipping=False,
             repeat_action_probability=cfg.repeat_action_probability,
-            max_num_frames_per_episode=max_frames,
+            full_action_space=cfg.full_action_space,
+            episodic_life=bool(training and cfg.terminal_on_life_loss),
+            max_num_frames_per_episode=max_frames(cfg),
             **dict(cfg.kwargs),
         )
         return VectorCropRows(venv) if crop else venv
-    return SyncVectorEnv([lambda: make_atari_env(cfg) for _ in range(num_envs)])
+    return SyncVectorEnv([lambda: make_atari_env(cfg, training=training) for _ in range(num_envs)])

@@ -26,10 +26,26 @@ def validate_env(env: Any) -> Any:
         raise UsageError("env.noop_max", f"must be >= 0, got {env.noop_max}")
     check_env_id(env)
     check_kwarg_types(env)
-    if env.repeat_action_probability > 0 and not is_atari(env.id):
+    if env.max_num_frames_per_episode is not None and not env.max_num_frames_per_episode > 0:
         raise UsageError(
-            "env.repeat_action_probability", f"sticky actions are an ALE setting; {env.id} has none"
+            "env.max_num_frames_per_episode", f"must be > 0, got {env.max_num_frames_per_episode}"
         )
+    if env.terminal_on_life_loss and env.backend == "ale_vector":
+        raise UsageError(
+            "env.terminal_on_life_loss",
+            "env.backend=ale_vector resets the whole game at a lost life (its episodic_life), "
+            "so no later life would ever be played; use env.backend=gymnasium, which plays on",
+        )
+    if not is_atari(env.id):
+        ale_only = {
+            "repeat_action_probability": env.repeat_action_probability > 0,
+            "full_action_space": env.full_action_space,
+            "terminal_on_life_loss": env.terminal_on_life_loss,
+            "max_num_frames_per_episode": env.max_num_frames_per_episode is not None,
+        }
+        for key, used in ale_only.items():
+            if used:
+                raise UsageError(f"env.{key}", f"an ALE setting; {env.id} has none")
     return built_space(env)
 
 

@@ -105,7 +105,7 @@ class VideoRecorder:
 
     def record(self, policy: Policy, env_steps: int, evaluation: int) -> Path:
         if self.env is None:
-            self.env = make_env(self.env_cfg, render_mode="rgb_array")
+            self.env = make_env(self.env_cfg, render_mode="rgb_array", training=False)
         seed = self.seed + evaluation  # the same run always films the same episodes
         rng = np.random.default_rng(seed)
         frames, episode_return = play_episode(self.env, policy, self.epsilon, rng, seed)

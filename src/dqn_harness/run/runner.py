@@ -179,7 +179,7 @@ class Runner:
             )
         return Evaluator(
             # no more envs than episodes: an env without an episode to play would idle
-            env=make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes)),
+            env=make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes), training=False),
             episodes=cfg.eval.episodes,
             epsilon=cfg.eval.epsilon,
             seed=cfg.seed + EVAL_SEED,

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dqn_harness.config.schema import MOVED_KEYS, Config
-from dqn_harness.envs import make_env, make_vec_env
+from dqn_harness.envs import is_atari, make_env, make_vec_env
+from dqn_harness.envs.atari import max_frames
 from dqn_harness.envs.checks import validate_env
 from dqn_harness.errors import UsageError
 from dqn_harness.evaluation.play import evaluate
@@ -30,7 +31,12 @@ from dqn_harness.policy import Policy
 from dqn_harness.run.checkpoint import read_checkpoint
 
 # env keys a protocol may change: how episodes are played, not what the agent was trained on
-PROTOCOL_ENV_KEYS = ("repeat_action_probability", "max_episode_steps", "noop_max")
+PROTOCOL_ENV_KEYS = (
+    "repeat_action_probability",
+    "max_episode_steps",
+    "max_num_frames_per_episode",
+    "noop_max",
+)
 BOOTSTRAP_SAMPLES = 10_000
 
 
@@ -44,6 +50,56 @@ class Protocol:
     seed: int | None = None  # default: the run's seed + 30,000 (no training/eval episode reused)
     video: int = 0  # episodes filmed after the scored ones
     env: dict[str, Any] = field(default_factory=dict)  # PROTOCOL_ENV_KEYS overrides
+    name: str | None = None  # a named protocol (conf/protocol/) these settings come from
+    full_action_space: bool | None = None  # the named protocol's; must be the network's
+    modified: list[str] = field(default_factory=list)  # settings given on top of the name
+
+    def label(self, trained: str) -> str:
+        """What the result file records: the protocol's name (the run's own when none was
+        named), and what was changed on top of it."""
+        name = self.name or trained
+        return f"{name}, modified: {' '.join(self.modified)}" if self.modified else name
+
+    def updated(self, other: Protocol) -> Protocol:
+        """These settings with ``other``'s given ones on top (a name stays, marked modified)."""
+        changed = [
+            f"{k}={getattr(other, k)}"
+            for k in ("episodes", "epsilon", "num_envs")
+            if getattr(other, k) is not None
+        ] + [f"env.{k}={v}" for k, v in other.env.items()]
+        return Protocol(
+            episodes=other.episodes if other.episodes is not None else self.episodes,
+            epsilon=other.epsilon if other.epsilon is not None else self.epsilon,
+            num_envs=other.num_envs if other.num_envs is not None else self.num_envs,
+            seed=other.seed if other.seed is not None else self.seed,
+            video=other.video or self.video,
+            env={**self.env, **other.env},
+            name=self.name,
+            full_action_space=self.full_action_space,
+            modified=[*self.modified, *changed],
+        )
+
+
+def named_protocol(conf_dir: Path, name: str) -> Protocol:
+    """A preset of ``conf/protocol/`` as scoring settings: its evaluation (episodes, epsilon,
+    eval envs) and the emulator keys a scoring may change. Its ``terminal_on_life_loss`` is a
+    training setting: scoring always plays whole games."""
+    import yaml
+
+    path = conf_dir / "protocol" / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in (conf_dir / "protocol").glob("*.yaml")))
+        raise UsageError("protocol", f"no protocol '{name}' (known: {known})")
+    preset = yaml.safe_load(path.read_text()) or {}
+    evaluation, env = preset.get("eval", {}), preset.get("env", {})
+    return Protocol(
+        episodes=evaluation.get("episodes"),
+        epsilon=evaluation.get("epsilon"),
+        num_envs=evaluation.get("num_envs"),
+        env={k: v for k, v in env.items() if k in PROTOCOL_ENV_KEYS},
+        name=name,
+        full_action_space=env.get("full_action_space"),
+    )
 
 
 def checkpoint_path(run_dir: Path | None, checkpoint: str) -> Path:
@@ -81,6 +137,14 @@ def scoring_config(saved: dict[str, Any], protocol: Protocol) -> DictConfig:
     """
     saved = with_moved_keys(saved)
     cfg = OmegaConf.merge(OmegaConf.structured(Config), saved)
+    trained = bool(OmegaConf.select(cfg, "env.full_action_space"))
+    if protocol.full_action_space is not None and protocol.full_action_space != trained:
+        sets = {True: "the full 18-action set", False: "the game's minimal action set"}
+        raise UsageError(
+            "protocol",
+            f"{protocol.name} plays {sets[protocol.full_action_space]}; this network was "
+            f"trained on {sets[trained]}",
+        )
     assert isinstance(cfg, DictConfig)
     for key, value in protocol.env.items():
         if key not in PROTOCOL_ENV_KEYS:
@@ -161,7 +225,7 @@ def score(
     epsilon = float(cfg.eval.epsilon if protocol.epsilon is None else protocol.epsilon)
     num_envs = min(protocol.num_envs or int(cfg.eval.num_envs), episodes)
     seed = int(cfg.seed) + 30_000 if protocol.seed is None else protocol.seed
-    env = make_vec_env(cfg.env, num_envs)
+    env = make_vec_env(cfg.env, num_envs, training=False)
     start = time.perf_counter()
     try:
         n_actions = int(env.single_action_space.n)  # type: ignore[attr-defined]
@@ -175,7 +239,10 @@ def score(
     values = np.asarray(returns, dtype=float)
     low, high = bootstrap_ci(values, np.random.default_rng(seed))
     cap = cfg.env.max_episode_steps
+    if is_atari(cfg.env.id):
+        cap = max_frames(cfg.env) // cfg.env.frame_skip
     result: dict[str, Any] = {
+        "protocol": protocol.label(str(cfg.protocol.name)),
         "episodes": episodes,
         "epsilon": epsilon,
         "seed": seed,
@@ -201,7 +268,7 @@ def film(
     cfg: DictConfig, policy: Policy, count: int, epsilon: float, seed: int, out: Path, tag: str
 ) -> list[str]:
     """GIFs of ``count`` more episodes, played the protocol's way on a rendering env."""
-    env = make_env(cfg.env, render_mode="rgb_array")
+    env = make_env(cfg.env, render_mode="rgb_array", training=False)
     paths = []
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,7 @@ def log_to_wandb(cfg: Any, result: dict[str, Any], tag: str, logger: str) -> str
         tags=[*cfg.logger.tags, cfg.env.name, cfg.algo.name, "evaluate"],
         config={
             **flatten({k: v for k, v in result.items() if k in ("episodes", "epsilon", "seed")}),
+            "protocol": result["protocol"],
             **{f"protocol.env.{k}": v for k, v in result["env"].items()},
             "evaluated.run_name": cfg.run_name,
             "evaluated.checkpoint": result["checkpoint"],
