@@ -33,7 +33,7 @@ from dqn_harness.comparing.stats import ConfigResult
 USAGE = """\
 usage: python compare.py [group=G] [tag=T] [env=E] [algo=A] [status=S] [KEY=VALUE ...]
          [by=K1,K2] [runs=DIR,...] [source=train|evaluate] [budget_s=S] [out=DIR]
-         [mix_protocols=true]
+         [mix_protocols=true] [normalize=human]
 
 Learning curves over seeds (curves.png) and a results table (table.md, table.csv, runs.csv)
 from the run dirs under outputs/ and multirun/. README "Comparing runs".
@@ -42,7 +42,11 @@ from the run dirs under outputs/ and multirun/. README "Comparing runs".
 
 def compare_command(argv: list[str]) -> int:
     """Compare, print the table and where the files went; bad input raises UsageError."""
-    results, out = compare(argv)
+    results, out, normalized = compare(argv)
+    if normalized:
+        print(normalized, end="")
+        print(f"\nwrote {out}/normalized.md, normalized.csv, profiles.png")
+        return 0
     print(markdown_table(results), end="")
     short = [r.name for r in results if len(r.steps) and len(r.runs) > 1 and _cut_short(r)]
     for name in short:

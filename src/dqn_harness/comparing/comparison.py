@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from dqn_harness.arguments import key_values
+from dqn_harness.comparing.normalized import GAME_KEYS, write_normalized
+from dqn_harness.comparing.normalized import normalize as normalize_configs
 from dqn_harness.comparing.report import markdown_table, plot_curves, runs_csv, table_csv
 from dqn_harness.comparing.runs import (
     EVAL_KEY,
@@ -61,6 +63,26 @@ def compare_options(
     return selectors, values, options
 
 
+def group_configs(
+    runs: list[Run], options: dict[str, str], known: set[str], by_game: bool
+) -> dict[str, list[Run]]:
+    """Runs that differ only in seed form one config, told apart by ``by=`` or by every key
+    that varies; ``by_game=False`` (normalize=human) keeps the games of one config together,
+    since they are the tasks its aggregate is over."""
+    by = options["by"].split(",") if "by" in options else varying_keys(runs)
+    if not by_game:
+        by = [k for k in by if k not in GAME_KEYS]
+    unknown = [k for k in by if k not in known]
+    if unknown:
+        raise UsageError("by", f"no run has config key '{unknown[0]}'")
+    configs: dict[str, list[Run]] = {}
+    for run in runs:
+        # with nothing but the game varying, one config spans the games: named by its algo
+        name = label(run, by) if by or by_game else str(run.config.get("algo.name", "runs"))
+        configs.setdefault(name, []).append(run)
+    return configs
+
+
 def run_roots(options: dict[str, str]) -> list[Path]:
     """``runs=DIR,...``, or where train.py puts single runs and -m grids."""
     if "runs" in options:
@@ -77,8 +99,12 @@ def run_roots(options: dict[str, str]) -> list[Path]:
     return roots
 
 
-def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
-    """Choose the runs, group them into configs, aggregate over seeds, write the files."""
+def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
+    """Choose the runs, group them into configs, aggregate over seeds, write the files.
+
+    Returns the per-config results (curves and table), the output dir, and with
+    ``normalize=human`` the human-normalized report instead of the curves.
+    """
     selectors, values, options = compare_options(argv)
     budget = _budget(options)  # checked before any run dir is read
     roots = run_roots(options)
@@ -110,17 +136,17 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
         if budget is not None:
             at_budget(run, read_metrics(run.path, WALL_KEY), budget)
     chosen = [r for r in chosen if r.curve] or chosen
-    by = options["by"].split(",") if "by" in options else varying_keys(chosen)
-    unknown = [k for k in by if k not in known]
-    if unknown:
-        raise UsageError("by", f"no run has config key '{unknown[0]}'")
-    configs: dict[str, list[Run]] = {}
-    for run in chosen:
-        configs.setdefault(label(run, by), []).append(run)
-    rng = np.random.default_rng(0)
-    results = [summarize(name, rs, rng) for name, rs in sorted(configs.items())]
+    normalize = options.get("normalize")
+    if normalize is not None and normalize != "human":
+        raise UsageError("normalize", f"'{normalize}' is not one of human")
+    configs = group_configs(chosen, options, known, by_game=normalize is None)
     out = Path(options.get("out") or Path("outputs") / "compare" / _slug(where))
     out.mkdir(parents=True, exist_ok=True)
+    if normalize:
+        normalized = write_normalized(normalize_configs(dict(sorted(configs.items()))), out)
+        return [], out, normalized
+    rng = np.random.default_rng(0)
+    results = [summarize(name, rs, rng) for name, rs in sorted(configs.items())]
     thresholds = {r.summary.get("reward_threshold") for r in chosen}
     threshold = thresholds.pop() if len(thresholds) == 1 else None
     title = plot_title(filters, chosen, budget)
@@ -128,7 +154,7 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path]:
     (out / "table.md").write_text(markdown_table(results))
     (out / "table.csv").write_text(table_csv(results))
     (out / "runs.csv").write_text(runs_csv(results))
-    return results, out
+    return results, out, ""
 
 
 # What makes two runs' evaluations comparable: the protocol's name and the keys it sets.

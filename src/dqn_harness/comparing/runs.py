@@ -30,7 +30,7 @@ IGNORED_PREFIXES = (
     "study",
 )
 SELECTORS = ("group", "tag", "env", "algo", "status")
-OPTIONS = ("by", "runs", "out", "source", "budget_s", "mix_protocols")
+OPTIONS = ("by", "runs", "out", "source", "budget_s", "mix_protocols", "normalize")
 SOURCES = ("train", "evaluate")
 
 
