@@ -29,6 +29,7 @@ from dqn_harness.commands.multirun import (
     sweep_dir,
     with_sweep_dir,
 )
+from dqn_harness.commands.suites import expand_suite
 from dqn_harness.config import compose_config, register_configs, validate, with_sweep_presets
 from dqn_harness.errors import UsageError
 from dqn_harness.run.resume import (
@@ -47,6 +48,7 @@ usage: python train.py [GROUP=OPTION ...] [KEY=VALUE ...] [-m] [--cfg job] [--he
   python train.py env=cartpole optim.lr=5e-4      buffer, logger, trainer; any config key)
   python train.py resume=<run dir>              continue a run (resume=auto: the newest like it)
   python train.py -m env=cartpole seed=0,1,2    a grid: every combination is one job
+  python train.py -m suite=atari5 seed=0,1,2    a game suite: every game x seed
   python train.py env=cartpole --cfg job        print the composed config
 
 Bad input is one 'error: <key>: <problem>' line and exit 2. README "Training" lists the keys.
@@ -87,6 +89,7 @@ def preflight(conf_dir: Path, argv: list[str]) -> list[str]:
     (``--cfg``, ``--help``, ...) are left to Hydra itself.
     """
     argv = with_sweep_presets(conf_dir, argv)
+    argv = expand_suite(conf_dir, argv, multirun=is_multirun(argv))
     if is_multirun(argv):
         return preflight_multirun(conf_dir, argv)
     if any(arg.startswith("-") for arg in argv):

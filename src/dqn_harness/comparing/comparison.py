@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dqn_harness.arguments import key_values
-from dqn_harness.comparing.normalized import GAME_KEYS, write_normalized
+from dqn_harness.comparing.normalized import GAME_KEYS, suite_summary, write_normalized
 from dqn_harness.comparing.normalized import normalize as normalize_configs
 from dqn_harness.comparing.report import markdown_table, plot_curves, runs_csv, table_csv
 from dqn_harness.comparing.runs import (
@@ -143,7 +143,8 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
     out = Path(options.get("out") or Path("outputs") / "compare" / _slug(where))
     out.mkdir(parents=True, exist_ok=True)
     if normalize:
-        normalized = write_normalized(normalize_configs(dict(sorted(configs.items()))), out)
+        scores = normalize_configs(dict(sorted(configs.items())))
+        normalized = write_normalized(scores, out) + suite_summary(chosen, scores)
         return [], out, normalized
     rng = np.random.default_rng(0)
     results = [summarize(name, rs, rng) for name, rs in sorted(configs.items())]

@@ -154,6 +154,15 @@ class ProtocolConfig:
 
 
 @dataclass
+class SuiteConfig:
+    """The game suite a run belongs to (``-m suite=atari5``): which games the grid ran."""
+
+    name: str = "none"
+    preset: str = "atari_fast"  # the env preset every game of the suite trains with
+    games: list[str] = field(default_factory=list)  # gymnasium ids, e.g. ALE/Qbert-v5
+
+
+@dataclass
 class CheckpointConfig:
     every: int = 50_000  # agent steps between resumable checkpoints (also written on exit)
     buffer: bool = True  # include the replay buffer (false: a resumed run refills it first)
@@ -172,6 +181,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
     resume: str | None = None  # a run dir to continue from its checkpoint, or auto (README)
     seed: int = 0
     total_steps: int = 1_000_000  # agent env steps (an Atari agent step is frame_skip frames)
