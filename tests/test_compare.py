@@ -304,3 +304,43 @@ def test_compare_refuses_to_mix_evaluation_protocols_unless_asked(tmp_path):
     proc = compare(tmp_path, "env=frozenlake", "mix_protocols=true", "out=mixed")
     assert proc.returncode == 0, proc.stderr
     assert len(read_csv(tmp_path / "mixed" / "table.csv")) == 2
+
+
+@pytest.mark.parametrize("policy, expected", [("all", {"best", "last"}), ("last", {"last"})])
+def test_checkpoints_become_wandb_artifacts_read_back_from_the_offline_run(
+    tmp_path, policy, expected
+):
+    """logger.log_model: the checkpoints are versions of the run's model artifact, staged in
+    the offline run (what `wandb sync` uploads), with their alias, agent step, evaluation
+    return and protocol."""
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "algo=tabular",
+        "env=frozenlake",
+        "total_steps=3000",
+        "eval.every=1000",
+        "eval.episodes=20",
+        "eval.stop_on_solve=false",
+        "logger=wandb",
+        f"logger.log_model={policy}",
+        f"logger.save_dir={tmp_path}",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    records = wandb_records(Path(summary["wandb_run_dir"]))
+    artifacts = [r["artifact"] for r in records if r.get("type") == "artifact"]
+    assert artifacts and all(a["type"] == "model" for a in artifacts)
+    assert {alias for a in artifacts for alias in a["aliases"]} >= expected
+    assert not ({"best", "last"} - expected) & {al for a in artifacts for al in a["aliases"]}
+    for art in artifacts:
+        meta = json.loads(art["metadata"])
+        assert meta["protocol"] == "preset" and meta["env"] == "FrozenLake-v1"
+        assert f"step-{meta['env_steps']}" in art["aliases"]
+        assert [c["path"] for c in art["manifest"]["contents"]] in (["best.pt"], ["last.pt"])
+    final = [a for a in artifacts if "last" in a["aliases"]][-1]
+    assert json.loads(final["metadata"])["eval_return"] == summary["eval_return_mean"]
+    if policy == "all":  # every evaluation wrote last.pt: one version each, and the final one
+        assert sum("last" in a["aliases"] for a in artifacts) == summary["evaluations"] + 1

@@ -121,6 +121,9 @@ class LoggerConfig:
     job_type: str = one_of("train", "train", "trial", "eval")  # trial: set by sweeps
     save_dir: str = "."  # wandb/ goes under here (tensorboard and csv logs go in the run dir)
     every: int = 1000  # agent steps between scalar logs (epsilon, loss, q, sps)
+    # wandb: checkpoints as W&B Artifacts of the run: best (each new best.pt), last (the final
+    # last.pt), all (every best.pt and last.pt written) or false; offline, `wandb sync` uploads
+    log_model: str = one_of("false", "false", "best", "last", "all")
 
 
 @dataclass

@@ -38,7 +38,7 @@ from dqn_harness.run.checkpoint import (
     rng_states,
     write_state,
 )
-from dqn_harness.run.decisions import LAST, Decisions
+from dqn_harness.run.decisions import BEST, LAST, Decisions
 from dqn_harness.run.learners import make_learner
 from dqn_harness.run.stopping import StopFlag
 from dqn_harness.tracking.metrics import MetricsLog, flat_config, write_config
@@ -237,6 +237,8 @@ class Runner:
         if fresh and self.evaluator.last_step != step:
             self.evaluate(step)
         self.decisions.save_last()
+        if self.cfg.logger.log_model == "last":
+            self.log_model(self.decisions.ckpt_dir / LAST)
 
     # --- phase 4: finish --------------------------------------------------------------------
     def finish(self, status: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -290,13 +292,30 @@ class Runner:
         self.decisions.after_evaluation(env_steps, mean)
 
     def save_weights(self, path: Path) -> None:
-        """best.pt / last.pt: the policy's weights, the agent step and the config."""
+        """best.pt / last.pt: the policy's weights, the agent step and the config; with
+        ``logger.log_model`` also a W&B Artifact (``all``: every write; ``best``: best.pt)."""
         weights = {
             **self.learner.weights(),
             "env_steps": self.collector.env_steps,
             "config": self.config,
         }
         save_atomic(weights, path, torch.save)
+        policy = self.cfg.logger.log_model
+        if policy == "all" or (policy == "best" and path.name == BEST):
+            self.log_model(path)
+
+    def log_model(self, path: Path) -> None:
+        alias = path.stem  # best | last
+        score = self.decisions.best_mean if alias == "best" else self.evaluator.last_mean
+        metadata = {
+            "env_steps": self.collector.env_steps,
+            "eval_return": score,
+            "protocol": self.cfg.protocol.name,
+            "run_name": self.cfg.run_name,
+            "env": self.cfg.env.id,
+            "algo": self.cfg.algo.name,
+        }
+        self.loggers.log_checkpoint(path, alias, metadata)
 
     def save_state(self) -> None:
         """Everything resume needs (``state.pt`` and the replay), from each component's state."""

@@ -53,6 +53,20 @@ class Loggers:
         video = wandb.Video(str(path), format="gif", caption=caption)
         self.wandb_run.log({"eval/video": video, STEP_METRIC: env_steps})
 
+    def log_checkpoint(self, path: Path, alias: str, metadata: dict[str, Any]) -> None:
+        """A weights file as a version of the run's model artifact (``model-<run id>``, as
+        Lightning names it), with the alias (``best``/``last``) and the agent step's, and what
+        it scored under which protocol. The file is staged at once: a later write of the same
+        path does not change this version."""
+        if self.wandb_run is None:
+            return
+        import wandb
+
+        artifact = wandb.Artifact(f"model-{self.wandb_run.id}", type="model", metadata=metadata)
+        artifact.add_file(str(path), name=path.name)
+        aliases = [alias, f"step-{metadata['env_steps']}"]
+        self.wandb_run.log_artifact(artifact, aliases=aliases)
+
     def finish(self, summary: dict[str, Any], status: str) -> None:
         """W&B gets the summary fields, the status (and a tag for a bad one) and exit code."""
         ok = status in ("finished", "solved", "pruned")  # a pruned trial ran correctly
