@@ -30,10 +30,15 @@ def compose_cfg(*overrides: str) -> DictConfig:
 
 
 def run_cli(
-    script: str, *args: str, cwd: Path, timeout: float = 600, **kwargs
+    script: str,
+    *args: str,
+    cwd: Path,
+    timeout: float = 600,
+    extra_env: dict[str, str] | None = None,
+    **kwargs,
 ) -> subprocess.CompletedProcess:
     """A real entry point (train.py, sweep.py), as a user runs it."""
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd,

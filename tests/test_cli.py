@@ -13,7 +13,7 @@ import torch
 
 from tests.conftest import ROOT, run_cli, run_train
 
-TOOLS = ("train.py", "evaluate.py", "sweep.py", "compare.py")
+TOOLS = ("train.py", "evaluate.py", "sweep.py", "compare.py", "export.py")
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
@@ -46,6 +46,9 @@ def _one_error_line(proc, key: str) -> str:
         ("sweep.py", ["sweep=frozenlake_tabular", "n_trials=0"], "n_trials"),  # checking it
         ("compare.py", ["group"], "group"),  # parsing
         ("compare.py", ["runs=/nonexistent"], "runs"),  # finding runs
+        ("compare.py", ["normalize=atari"], "normalize"),  # an option's value
+        ("export.py", ["out=x"], "run"),  # a missing option
+        ("export.py", ["run=/nonexistent", "out=x"], "run"),  # finding the checkpoint
     ],
 )
 def test_bad_input_is_one_line_naming_the_key_in_every_tool(tool, args, key, tmp_path):

@@ -101,7 +101,9 @@ def scored_run(options: dict[str, str]) -> tuple[Path, Path]:
 
     run_dir = Path(options["run"]).absolute() if "run" in options else None
     path = checkpoint_path(run_dir, options.get("checkpoint", "best"))
-    if run_dir is None:  # checkpoint=<run dir>/checkpoints/<file>.pt, or a loose file
+    if run_dir is None and path.is_dir():  # an export folder keeps its own results
+        run_dir = path.absolute()
+    elif run_dir is None:  # checkpoint=<run dir>/checkpoints/<file>.pt, or a loose file
         parent = path.absolute().parent
         run_dir = parent.parent if parent.name == "checkpoints" else parent
     return path, run_dir

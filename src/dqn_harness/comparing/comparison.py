@@ -107,6 +107,9 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
     """
     selectors, values, options = compare_options(argv)
     budget = _budget(options)  # checked before any run dir is read
+    normalize = options.get("normalize")
+    if normalize is not None and normalize != "human":
+        raise UsageError("normalize", f"'{normalize}' is not one of human")
     roots = run_roots(options)
     runs, skipped = find_runs(roots)
     filters = argv_filters(argv)
@@ -136,9 +139,6 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
         if budget is not None:
             at_budget(run, read_metrics(run.path, WALL_KEY), budget)
     chosen = [r for r in chosen if r.curve] or chosen
-    normalize = options.get("normalize")
-    if normalize is not None and normalize != "human":
-        raise UsageError("normalize", f"'{normalize}' is not one of human")
     configs = group_configs(chosen, options, known, by_game=normalize is None)
     out = Path(options.get("out") or Path("outputs") / "compare" / _slug(where))
     out.mkdir(parents=True, exist_ok=True)

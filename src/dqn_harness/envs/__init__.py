@@ -7,6 +7,7 @@ from ``env.*`` (training, evaluation and filmed episodes all get the same prepro
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ale_py
@@ -43,6 +44,8 @@ def make_env(cfg: Any, render_mode: str | None = None, training: bool = True) ->
     """One env from ``env.*``: Atari games get the preprocessing, others ``gym.make`` as is."""
     if is_atari(cfg.id):
         return make_atari_env(cfg, render_mode=render_mode, training=training)
+    if render_mode is not None:  # frames go to arrays, never a screen: SDL needs no display
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     kwargs = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps

@@ -116,13 +116,20 @@ def checkpoint_path(run_dir: Path | None, checkpoint: str) -> Path:
             )
         return path
     path = Path(checkpoint)
-    if not path.is_file():
-        raise UsageError("checkpoint", f"no checkpoint file at {path}")
+    from dqn_harness.scoring.export import is_export
+
+    if not path.is_file() and not is_export(path):
+        raise UsageError("checkpoint", f"no checkpoint file (or export folder) at {path}")
     return path
 
 
 def load_weights(path: Path) -> dict[str, Any]:
-    """A best/last weights file and the config it was trained with, or a one-line error."""
+    """A best/last weights file (or an export folder) and the config it was trained with, or
+    a one-line error."""
+    if path.is_dir():
+        from dqn_harness.scoring.export import read_export
+
+        return read_export(path)
     data = read_checkpoint(path, "checkpoint", "best/last")
     if "q_net" not in data and "values" not in data:
         raise UsageError("checkpoint", f"{path} holds no Q-network or Q-table")

@@ -1,0 +1,182 @@
+"""A trained agent as a self-contained folder others can load: what ``export.py`` writes and
+what ``evaluate.py checkpoint=<folder>`` reads back.
+
+The weights are ``safetensors`` (tensors only: loading one runs no code, unlike a pickled
+``.pt``), beside the resolved config, the newest evaluation, a model card that says under which
+protocol the scores were measured and which command reproduces the run, and a short GIF. The
+folder is what the Hugging Face Hub holds as a model repository; ``huggingface_hub`` pushes it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dqn_harness.errors import UsageError
+from dqn_harness.files import write_text_atomic
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+META = "dqn_harness.json"  # agent step, what the tensors are, the tabular RNG
+FORMAT = 1
+
+
+def is_export(path: Path) -> bool:
+    return path.is_dir() and (path / WEIGHTS).is_file() and (path / META).is_file()
+
+
+def write_weights(weights: dict[str, Any], out: Path) -> None:
+    """The policy's tensors (the Q-network, or the Q-table's states and values) and what a
+    reader needs to rebuild it."""
+    from safetensors.torch import save_file
+
+    if "q_net" in weights:
+        tensors = {k: v.contiguous() for k, v in weights["q_net"].items()}
+        kind, extra = "q_net", {}
+    else:
+        tensors = {"states": weights["states"], "values": weights["values"]}
+        kind, extra = "q_table", {"rng": weights["rng"]}
+    save_file(tensors, str(out / WEIGHTS))
+    meta = {"format": FORMAT, "kind": kind, "env_steps": int(weights["env_steps"]), **extra}
+    write_text_atomic(out / META, json.dumps(meta, indent=1, default=int))
+    write_text_atomic(out / CONFIG, json.dumps(weights["config"], indent=1))
+
+
+def read_export(path: Path) -> dict[str, Any]:
+    """An export folder as the weights dict evaluate.py scores (the shape of a best.pt)."""
+    from safetensors.torch import load_file
+
+    try:
+        meta = json.loads((path / META).read_text())
+        config = json.loads((path / CONFIG).read_text())
+        tensors = load_file(str(path / WEIGHTS))
+    except (OSError, ValueError) as exc:
+        raise UsageError("checkpoint", f"{path} is not a readable export ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise UsageError("checkpoint", f"{path}: export format {meta.get('format')} is unknown")
+    weights: dict[str, Any] = {"env_steps": meta["env_steps"], "config": config}
+    if meta["kind"] == "q_net":
+        weights["q_net"] = tensors
+    else:
+        weights.update(states=tensors["states"], values=tensors["values"], rng=meta["rng"])
+    return weights
+
+
+def newest_evaluation(run_dir: Path) -> dict[str, Any] | None:
+    found = sorted(run_dir.glob("eval-*.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def model_card(
+    config: dict[str, Any], summary: dict[str, Any], result: dict[str, Any] | None, command: str
+) -> str:
+    """README.md with the Hub's front matter: what the agent is, how it scored under which
+    protocol, and the command that trains it again."""
+    env, algo = config["env"]["id"], config["algo"]["name"]
+    protocol = config.get("protocol", {}).get("name", "unrecorded")
+    lines = [
+        "---",
+        "library_name: dqn-harness",
+        f"tags: [reinforcement-learning, {algo}, {env.split('/')[-1]}, dqn-harness]",
+        "---",
+        "",
+        f"# {algo} on {env}",
+        "",
+        f"Trained with dqn-harness for {summary.get('env_steps', '?'):,} agent steps "
+        f"(run `{config.get('run_name')}`, seed {config.get('seed')}).",
+        "",
+        f"- Training's evaluation protocol: `{protocol}` ({config['eval']['episodes']} "
+        f"episodes at ε {config['eval']['epsilon']}); last evaluation "
+        f"{summary.get('eval_return_mean')}, best {summary.get('best_eval_return')}, "
+        f"solved: {summary.get('solved')}.",
+    ]
+    if result is not None:
+        low, high = result["return_ci95"]
+        lines.append(
+            f"- `evaluate.py` ({result.get('protocol', protocol)}): {result['episodes']} "
+            f"episodes at ε {result['epsilon']}: mean {result['return_mean']:.2f} "
+            f"[95% CI {low:.2f}, {high:.2f}]."
+        )
+    lines += [
+        "",
+        "Reproduce the run: `" + command + "`",
+        "",
+        "Score this folder: `python evaluate.py checkpoint=<this folder>`",
+        "",
+        "Files: `model.safetensors` (weights), `config.json` (the resolved config), "
+        "`dqn_harness.json` (agent step, format), `eval.json` (the newest evaluate.py result, "
+        "if any), `replay.gif` (one episode).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def reproduce_command(run_dir: Path) -> str:
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if not overrides_file.exists():
+        return "python train.py (its overrides were not recorded)"
+    import yaml
+
+    overrides = [str(o) for o in yaml.safe_load(overrides_file.read_text()) or []]
+    kept = [o for o in overrides if not o.startswith(("hydra.", "resume=", "run_name="))]
+    return " ".join(["python train.py", *kept])
+
+
+def export_run(run_dir: Path, checkpoint: Path, weights: dict[str, Any], out: Path) -> list[Path]:
+    """Write the folder ``out`` (which must not exist yet); returns the files written."""
+    if out.exists():
+        raise UsageError("out", f"{out} exists; export into a new folder (nothing was changed)")
+    out.mkdir(parents=True)
+    try:
+        write_weights(weights, out)
+        summary_file = run_dir / "summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        result = newest_evaluation(run_dir)
+        if result is not None:
+            write_text_atomic(out / "eval.json", json.dumps(result, indent=2))
+        card = model_card(weights["config"], summary, result, reproduce_command(run_dir))
+        write_text_atomic(out / "README.md", card)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-written export left behind
+        raise
+    return sorted(out.iterdir())
+
+
+def film_export(out: Path, cfg: Any, weights: dict[str, Any], max_steps: int = 300) -> Path:
+    """replay.gif: one episode of the exported policy, cut at ``max_steps`` agent steps."""
+    from dqn_harness.envs import make_env
+    from dqn_harness.evaluation.video import play_episode, video_fps, write_gif
+    from dqn_harness.scoring.protocol import load_policy
+
+    env = make_env(cfg.env, render_mode="rgb_array", training=False)
+    try:
+        n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
+        policy = load_policy(cfg, weights, n_actions, env.observation_space)
+        rng = np.random.default_rng(0)
+        frames, _ = play_episode(env, policy, float(cfg.eval.epsilon), rng, int(cfg.seed))
+        path = out / "replay.gif"
+        write_gif(frames[:max_steps], path, video_fps(cfg.env, env))
+    finally:
+        env.close()
+    return path
+
+
+def push(out: Path, repo_id: str) -> str:
+    """Upload the folder as a Hub model repository; a one-line UsageError (the folder kept)
+    when there is no token, no network, or the Hub refuses."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.whoami()
+        api.create_repo(repo_id, repo_type="model", exist_ok=True)
+        info = api.upload_folder(folder_path=str(out), repo_id=repo_id, repo_type="model")
+    except Exception as exc:  # noqa: BLE001 (no token, offline, refused: all one line)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            "repo_id", f"could not push to {repo_id} ({reason[:160]}); the export is kept in {out}"
+        ) from None
+    return str(getattr(info, "commit_url", repo_id))
