@@ -37,15 +37,18 @@ def validate_env(env: Any) -> Any:
             "so no later life would ever be played; use env.backend=gymnasium, which plays on",
         )
     if not is_atari(env.id):
-        ale_only = {
-            "repeat_action_probability": env.repeat_action_probability > 0,
-            "full_action_space": env.full_action_space,
-            "terminal_on_life_loss": env.terminal_on_life_loss,
-            "max_num_frames_per_episode": env.max_num_frames_per_episode is not None,
+        ale_only = {  # key: (set?, what it is)
+            "repeat_action_probability": (env.repeat_action_probability > 0, "sticky actions are"),
+            "full_action_space": (env.full_action_space, "the full action set is"),
+            "terminal_on_life_loss": (env.terminal_on_life_loss, "a life signal is"),
+            "max_num_frames_per_episode": (
+                env.max_num_frames_per_episode is not None,
+                "an emulator frame cap is",
+            ),
         }
-        for key, used in ale_only.items():
+        for key, (used, what) in ale_only.items():
             if used:
-                raise UsageError(f"env.{key}", f"an ALE setting; {env.id} has none")
+                raise UsageError(f"env.{key}", f"{what} an ALE setting; {env.id} has none")
     return built_space(env)
 
 
