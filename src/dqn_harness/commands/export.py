@@ -35,8 +35,14 @@ def export_command(argv: list[str]) -> int:
     if video not in ("true", "false"):
         raise UsageError("video", f"expects true or false, got '{video}'")
     from dqn_harness.config import register_configs
-    from dqn_harness.scoring.export import export_run, film_export, push
-    from dqn_harness.scoring.protocol import Protocol, checkpoint_path, load_weights, scoring_config
+    from dqn_harness.scoring.export import export_run, push
+    from dqn_harness.scoring.protocol import (
+        Protocol,
+        checkpoint_path,
+        film_export,
+        load_weights,
+        scoring_config,
+    )
 
     register_configs()
     run_dir = Path(options["run"]).absolute()

@@ -14,8 +14,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dqn_harness.errors import UsageError
 from dqn_harness.files import write_text_atomic
 
@@ -143,25 +141,6 @@ def export_run(run_dir: Path, checkpoint: Path, weights: dict[str, Any], out: Pa
         shutil.rmtree(out, ignore_errors=True)  # no half-written export left behind
         raise
     return sorted(out.iterdir())
-
-
-def film_export(out: Path, cfg: Any, weights: dict[str, Any], max_steps: int = 300) -> Path:
-    """replay.gif: one episode of the exported policy, cut at ``max_steps`` agent steps."""
-    from dqn_harness.envs import make_env
-    from dqn_harness.evaluation.video import play_episode, video_fps, write_gif
-    from dqn_harness.scoring.protocol import load_policy
-
-    env = make_env(cfg.env, render_mode="rgb_array", training=False)
-    try:
-        n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
-        policy = load_policy(cfg, weights, n_actions, env.observation_space)
-        rng = np.random.default_rng(0)
-        frames, _ = play_episode(env, policy, float(cfg.eval.epsilon), rng, int(cfg.seed))
-        path = out / "replay.gif"
-        write_gif(frames[:max_steps], path, video_fps(cfg.env, env))
-    finally:
-        env.close()
-    return path
 
 
 def push(out: Path, repo_id: str) -> str:

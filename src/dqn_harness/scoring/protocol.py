@@ -288,3 +288,20 @@ def film(
     finally:
         env.close()
     return paths
+
+
+def film_export(out: Path, cfg: Any, weights: dict[str, Any], max_steps: int = 300) -> Path:
+    """replay.gif: one episode of the exported policy, cut at ``max_steps`` agent steps."""
+    from dqn_harness.evaluation.video import play_episode, video_fps, write_gif
+
+    env = make_env(cfg.env, render_mode="rgb_array", training=False)
+    try:
+        n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
+        policy = load_policy(cfg, weights, n_actions, env.observation_space)
+        rng = np.random.default_rng(0)
+        frames, _ = play_episode(env, policy, float(cfg.eval.epsilon), rng, int(cfg.seed))
+        path = out / "replay.gif"
+        write_gif(frames[:max_steps], path, video_fps(cfg.env, env))
+    finally:
+        env.close()
+    return path
