@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dqn_harness.arguments import key_values
-from dqn_harness.comparing.normalized import GAME_KEYS, suite_summary, write_normalized
+from dqn_harness.comparing.normalized import GAME_KEYS, write_normalized
 from dqn_harness.comparing.normalized import normalize as normalize_configs
 from dqn_harness.comparing.report import markdown_table, plot_curves, runs_csv, table_csv
 from dqn_harness.comparing.runs import (
@@ -36,6 +36,7 @@ from dqn_harness.comparing.runs import (
     varying_keys,
 )
 from dqn_harness.comparing.stats import ConfigResult, summarize
+from dqn_harness.comparing.suites import suite_summary
 from dqn_harness.errors import UsageError
 from dqn_harness.tracking.metrics import read_metrics
 

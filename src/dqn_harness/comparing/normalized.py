@@ -170,33 +170,6 @@ def write_normalized(results: list[Normalized], out: Path) -> str:
     return text
 
 
-def suite_summary(runs: list[Run], results: list[Normalized]) -> str:
-    """For runs of one suite (``-m suite=atari5``): which of its games each config has.
-
-    Atari-5's paper estimates the 57-game median from the five games by a regression on
-    log10(1 + max(score, 0)); its coefficients are not shipped here (they could not be checked
-    against the paper in this workplace), so that estimate is not given.
-    """
-    names = {str(r.config.get("suite.name", "none")) for r in runs}
-    if len(names) != 1 or names == {"none"}:
-        return ""
-    [name] = names
-    games = sorted(ale_game(str(g)) for g in runs[0].config.get("suite.games") or [])
-    lines = ["", f"suite {name}: {len(games)} games"]
-    for res in results:
-        missing = [g for g in games if g not in res.games]
-        has = f"{len(games) - len(missing)} of {len(games)}"
-        lines.append(
-            f"  {res.name}: {has}" + (f" (missing: {', '.join(missing)})" if missing else "")
-        )
-    if name == "atari5":
-        lines.append(
-            "  the paper's regression estimate of the 57-game median is not given: its "
-            "coefficients are not shipped here"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def plot_profiles(results: list[Normalized], path: Path) -> None:
     """Performance profiles: the fraction of runs above each human-normalized score τ."""
     import matplotlib
