@@ -271,3 +271,69 @@ def test_bf16_mixed_computes_in_bf16_but_keeps_fp32_weights_target_and_loss():
     after = list(module.q_net.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
     assert module.trainer.global_step == 100
+
+
+def legacy_forward(net: NatureCNN, obs: torch.Tensor) -> torch.Tensor:
+    """NatureCNN.forward as it was before the 16-bit input path (commit 74f65d5)."""
+    x = (obs.float() / 255.0).contiguous(memory_format=net.memory_format)
+    return net.head(net.trunk(x))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_nature_cnn_16_bit_input_path_is_the_same_function_without_the_fp32_frames(
+    channels_last,
+):
+    torch.manual_seed(0)
+    net = NatureCNN(4, 6, channels_last=channels_last)
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    # fp32 is untouched, bit for bit
+    assert torch.equal(net(obs), legacy_forward(net, obs))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.profiler.profile() as prof:
+            new = net(obs)
+        old = legacy_forward(net, obs)
+    names = [e.name for e in prof.events()]
+    assert "aten::div" not in names  # no fp32 frame tensor divided by 255
+    assert new.dtype == old.dtype == torch.bfloat16
+    exact = legacy_forward(net, obs)
+    scale = exact.abs().max()
+    # the same function, to bf16's rounding: as close to fp32 as the old bf16 path is
+    assert (new.float() - exact).abs().max() / scale < 0.03
+    assert (new.float() - exact).abs().max() <= 3 * (old.float() - exact).abs().max() + 1e-6
+    # and the gradients the update takes agree with the old path's
+    grads = []
+    for forward in (net, lambda o: legacy_forward(net, o)):
+        net.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            forward(obs).float().square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
+
+
+def test_bf16_updates_use_a_bf16_target_copy_made_again_only_after_a_sync():
+    """Under bf16-mixed the frozen target is evaluated in a bf16 copy (autocast would cast its
+    fp32 weights at every update), rebuilt after each sync and equal to the synced weights."""
+    import pytorch_lightning as pl
+
+    torch.manual_seed(0)
+    module = DQN(MLP(gym.spaces.Box(-1, 1, (4,)), 2, [16]), gamma=0.99, lr=1e-2, target_sync=40)
+    copies: list[nn.Module] = []
+
+    class Watch(pl.Callback):
+        def on_train_batch_end(self, trainer, m, outputs, b, batch_idx):
+            if not m._half_target:  # this update synced: the next one makes the copy
+                return
+            [copy] = m._half_target.values()
+            if not copies or copy is not copies[-1]:
+                copies.append(copy)
+                cast = {k: v.to(torch.bfloat16) for k, v in m.target_net.state_dict().items()}
+                assert all(torch.equal(copy.state_dict()[k], v) for k, v in cast.items())
+            assert all(p.dtype == torch.bfloat16 for p in copy.parameters())
+
+    fit_on_batches(module, random_batch(), range(1, 101), Watch(), precision="bf16-mixed")
+    # agent steps 1..100, syncs at 40 and 80: a copy at the first update and after each sync
+    assert len(copies) == 3
+    assert set(module.state_dict()) == {
+        k for k in module.state_dict() if k.startswith(("q_net.", "target_net."))
+    }
+    assert module.frozen_target("cpu") is module.target_net  # outside autocast: fp32 itself

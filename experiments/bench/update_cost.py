@@ -17,8 +17,12 @@ multiply in fp32 and in bf16 on the same threads. The cost that matters for trai
 Variants:
 - default: per-tensor Adam, NCHW, glibc's allocator thresholds (a single-file DQN's settings);
 - harness fp32: fused Adam, NHWC, ``tune_allocator`` (``trainer.precision=32-true``, today);
-- bf16 update: the update under ``torch.autocast("cpu", torch.bfloat16)`` with fp32 master
-  weights, TD target and loss (``trainer.precision=bf16-mixed``); acting stays fp32;
+- bf16 update (74f65d5): the update under ``torch.autocast("cpu", torch.bfloat16)`` with fp32
+  master weights, TD target and loss (``trainer.precision=bf16-mixed``) as it was until
+  2026-12-01: frames uint8 -> fp32 -> /255 -> NHWC -> bf16, the fp32 target net cast per update;
+- bf16 + half input path: frames uint8 -> bf16 NHWC in one copy, 1/255 folded into conv1;
+- bf16 + bf16 target copy: the target net kept in bf16 (``DQN.frozen_target``);
+- bf16 update: both, as the harness runs it now; acting stays fp32;
 - bf16 update + acting: acting forwards under autocast too;
 - batch 64 every 8: the same samples per agent step in half the updates (fp32 and bf16);
 - ``--compile``: the update's networks through ``torch.compile`` (slow to start; off by default).
@@ -39,7 +43,10 @@ HARNESS = dict(fused=True, channels_last=True, allocator=True)
 VARIANTS: dict[str, dict] = {
     "default": dict(fused=False, channels_last=False, allocator=False),
     "harness fp32": dict(HARNESS),
-    "bf16 update": dict(HARNESS, bf16=True),
+    "bf16 update (74f65d5)": dict(HARNESS, bf16=True, legacy_input=True),
+    "bf16 + half input path": dict(HARNESS, bf16=True),
+    "bf16 + bf16 target copy": dict(HARNESS, bf16=True, legacy_input=True, half_target=True),
+    "bf16 update": dict(HARNESS, bf16=True, half_target=True),
     "bf16 update + acting": dict(HARNESS, bf16=True, bf16_act=True),
     "fp32 batch 64 / 8 steps": dict(HARNESS, batch=64, train_freq=8),
     "bf16 batch 64 / 8 steps": dict(HARNESS, bf16=True, batch=64, train_freq=8),
@@ -63,8 +70,15 @@ obs = torch.randint(0, 256, (B, 4, 84, 84), dtype=torch.uint8)
 nxt = torch.randint(0, 256, (B, 4, 84, 84), dtype=torch.uint8)
 act = torch.randint(0, 6, (B,))
 rew = torch.randn(B)
+if opts.get("legacy_input"):  # the forward before the 16-bit input path (commit 74f65d5)
+    def legacy(self, obs):
+        x = (obs.float() / 255.0).contiguous(memory_format=self.memory_format)
+        return self.head(self.trunk(x))
+    NatureCNN.forward = legacy
 net = NatureCNN(4, 6, channels_last=opts["channels_last"])
 target = copy.deepcopy(net)
+if opts.get("half_target"):  # what DQN.frozen_target hands the update under bf16 autocast
+    target = target.to(torch.bfloat16)
 opt = torch.optim.Adam(net.parameters(), lr=1e-4, eps=1e-8, fused=opts["fused"])
 one = obs[:1].clone()
 bf16 = lambda on: torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()

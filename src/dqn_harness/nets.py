@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from dqn_harness.errors import UsageError
 
@@ -41,8 +42,29 @@ class NatureCNN(nn.Module):
         self.to(memory_format=self.memory_format)  # type: ignore[call-overload]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = (obs.float() / 255.0).contiguous(memory_format=self.memory_format)
-        return self.head(self.trunk(x))
+        half = half_precision(obs.device.type, self.trunk[0].weight.dtype)
+        if half is None:  # fp32: as it always was, bit for bit
+            x = (obs.float() / 255.0).contiguous(memory_format=self.memory_format)
+            return self.head(self.trunk(x))
+        # bf16/fp16: 0..255 are exact in both, so the frames go uint8 -> half in the layout the
+        # convolutions want in one copy, and the 1/255 scales the first layer's 8k weights
+        # instead of the 900k-element batch. Same function (conv(x/255, W) = conv(x, W/255));
+        # it removes the fp32 frame tensor, its division and two casts of it per forward.
+        x = obs.to(dtype=half, memory_format=self.memory_format)
+        first = self.trunk[0]
+        x = F.conv2d(x, first.weight * (1.0 / 255.0), first.bias, first.stride)
+        return self.head(self.trunk[1:](x))
+
+
+def half_precision(device_type: str, param_dtype: torch.dtype) -> torch.dtype | None:
+    """The 16-bit float a forward computes in: its weights' dtype (a bf16 copy of the target
+    net), or autocast's (``trainer.precision=bf16-mixed``); ``None`` for fp32."""
+    if param_dtype in (torch.bfloat16, torch.float16):
+        return param_dtype
+    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        return dtype if dtype in (torch.bfloat16, torch.float16) else None
+    return None
 
 
 class MLP(nn.Module):

@@ -136,7 +136,7 @@ class DQNLearner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.q_net.load_state_dict(state["q_net"])
-        self.module.target_net.load_state_dict(state["target_net"])
+        self.module.load_target(state["target_net"])
         self.module.resume(grad_steps=state["grad_steps"], optimizer_state=state["optimizer"])
         self.module.sync.load_state_dict(state["sync"])
         self.stream_state = state["stream"]

@@ -84,6 +84,9 @@ class DQN(pl.LightningModule):
         self.grad_offset = 0  # gradient steps taken before a resume
         self.optimizer_state: dict[str, Any] | None = None  # restored once the trainer has one
         self._pending_priorities: tuple[torch.Tensor, torch.Tensor, Any] | None = None
+        # A 16-bit copy of the target net for mixed-precision updates, outside the module's
+        # registry (not in state_dict, not in checkpoints): rebuilt when the target changes.
+        self._half_target: dict[torch.dtype, nn.Module] = {}
 
     @property
     def grad_steps(self) -> int:
@@ -126,13 +129,33 @@ class DQN(pl.LightningModule):
         else:
             returns, discount = rewards, torch.full_like(rewards, self.gamma)
         next_obs = batch["next_obs"]
+        target_net = self.frozen_target(next_obs.device.type)
         # .float(): under bf16 autocast the networks answer in bf16; the target stays fp32
         if self.double_dqn:
             next_actions = self.q_net(next_obs).argmax(dim=1, keepdim=True)
-            next_q = self.target_net(next_obs).float().gather(1, next_actions).squeeze(1)
+            next_q = target_net(next_obs).float().gather(1, next_actions).squeeze(1)
         else:
-            next_q = self.target_net(next_obs).float().max(dim=1).values
+            next_q = target_net(next_obs).float().max(dim=1).values
         return returns + discount * (1.0 - batch["terminated"]) * next_q
+
+    def frozen_target(self, device_type: str) -> nn.Module:
+        """The target net to evaluate next states with. Under 16-bit autocast, a copy of it in
+        that dtype: autocast caches the casts of trainable weights only, so the frozen target's
+        1.7M fp32 weights would otherwise be cast again at every update although they change
+        only at a sync. The copy is made at the first update after each change."""
+        if not torch.is_autocast_enabled(device_type):
+            return self.target_net
+        dtype = torch.get_autocast_dtype(device_type)
+        if dtype not in (torch.bfloat16, torch.float16):
+            return self.target_net
+        if dtype not in self._half_target:
+            self._half_target[dtype] = copy.deepcopy(self.target_net).to(dtype)
+        return self._half_target[dtype]
+
+    def load_target(self, state: dict[str, torch.Tensor]) -> None:
+        """Set the target net's weights (a sync, or a resume); its 16-bit copy is made anew."""
+        self.target_net.load_state_dict(state)
+        self._half_target.clear()
 
     def td_loss(
         self, batch: dict[str, torch.Tensor]
@@ -172,7 +195,7 @@ class DQN(pl.LightningModule):
         optimizer.step()  # type: ignore[union-attr]
 
         if self.sync.due(self.env_steps):
-            self.target_net.load_state_dict(self.q_net.state_dict())
+            self.load_target(self.q_net.state_dict())
 
         if self.stats.device != loss.device:
             self.stats = self.stats.to(loss.device)
