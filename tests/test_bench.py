@@ -25,6 +25,15 @@ def test_update_cost_prints_flops_peak_and_ratios():
     assert data["peak_gflops"]["fp32"] > 0 and data["peak_gflops"]["bf16"] > 0
     variants = data["variants"]
     assert {"harness fp32", "bf16 update", "bf16 batch 64 / 8 steps"} <= set(variants)
+    assert {"bf16 update (74f65d5)", "bf16 + half input path", "bf16 + bf16 target copy"} <= set(
+        variants
+    )
+    # which oneDNN kernels the bf16 convolutions ran (pytorch/pytorch#183815's slow paths)
+    assert any("bf16 convolution kernels (oneDNN): forward_training: " in x for x in lines)
+    from dqn_harness.perf import native_bf16
+
+    if native_bf16():  # elsewhere torch may skip oneDNN for bf16 entirely
+        assert data["bf16_conv_kernels"].get("forward_training"), data["bf16_conv_kernels"]
     # a batch-32 Nature-CNN update is 2.18 GFLOP (forward of target and online nets, backward)
     assert abs(variants["harness fp32"]["update_gflop"] - 2.18) < 0.01
     assert abs(variants["fp32 batch 64 / 8 steps"]["update_gflop"] - 4.37) < 0.01

@@ -144,9 +144,44 @@ print(json.dumps(out))
 """
 
 
-def child(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+KERNELS = r"""
+import sys
+sys.path.insert(0, {src!r})
+import torch
+from dqn_harness.nets import NatureCNN
+net = NatureCNN(4, 6, channels_last=True)
+obs = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8)
+for _ in range(2):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        net(obs).float().square().mean().backward()
+"""
+
+
+def child(code: str, env: dict | None = None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def conv_kernels() -> dict[str, list[str]]:
+    """oneDNN's implementation for each bf16 convolution pass of the Nature CNN
+    (``ONEDNN_VERBOSE=1``). pytorch/pytorch#183815 reports bf16 convolutions in torch 2.13 that
+    fall to slow reference kernels (``ref:any``, or no oneDNN call at all) on some shapes and
+    CPUs: if these shapes were hit, a pass would show ``ref`` or be missing here."""
+    import os
+
+    env = dict(os.environ, ONEDNN_VERBOSE="1")
+    code = KERNELS.format(src=str(ROOT / "src"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    found: dict[str, set[str]] = {}
+    for line in out.stdout.splitlines():
+        cols = line.split(",")
+        if len(cols) > 7 and cols[3] == "exec" and cols[5] == "convolution":
+            found.setdefault(cols[7], set()).add(cols[6])
+    return {k: sorted(v) for k, v in found.items()}
 
 
 def measure(opts: dict, updates: int) -> dict[str, float]:
@@ -194,7 +229,15 @@ def main() -> None:
             f"{100 * gflops / peak[dtype]:7.0f}%{m['act_ms']:8.3f}{per_step[name]:15.2f}"
             f"{base / per_step[name]:11.2f}x"
         )
-    print(json.dumps({"peak_gflops": peak, "variants": med}))
+    kernels = conv_kernels()
+    passes = ("forward_training", "backward_data", "backward_weights")
+    slow = [p for p in passes if p not in kernels or any("ref" in k for k in kernels[p])]
+    print(
+        "  bf16 convolution kernels (oneDNN): "
+        + "; ".join(f"{p}: {', '.join(kernels.get(p, ['none']))}" for p in passes)
+        + (f"  <- SLOW PATH on {', '.join(slow)}" if slow else "  (no reference fallback)")
+    )
+    print(json.dumps({"peak_gflops": peak, "variants": med, "bf16_conv_kernels": kernels}))
 
 
 if __name__ == "__main__":
