@@ -126,6 +126,7 @@ class Runner:
         self.evaluator = self.build_evaluator()
         self.env = make_vec_env(cfg.env, cfg.env.num_envs)
         self.learner = make_learner(cfg, self.env, run_dir)
+        self.progress.warmup_steps = self.learner.warmup_steps
         self.collector = Collector(
             env=self.env,
             policy=self.learner.greedy,
@@ -159,10 +160,8 @@ class Runner:
             wandb_id=self.resume.get("wandb_id") if self.resume else None,
         )
         self.metrics = MetricsLog(self.run_dir, self.loggers, append=self.resume is not None)
-        warmup = cfg.learning_starts if cfg.algo.name == "dqn" else 0
-        self.progress = ProgressBar(
-            cfg.total_steps, warmup, eval_every=cfg.eval.every, enabled=cfg.progress
-        )
+        # the warm-up is the learner's to say (build() sets it once the learner exists)
+        self.progress = ProgressBar(cfg.total_steps, 0, cfg.eval.every, enabled=cfg.progress)
         self.summary = RunSummary(self.run_dir, self.loggers.wandb_run_dir)
 
     def build_evaluator(self) -> Evaluator:
