@@ -156,6 +156,9 @@ def test_run_name_pattern():
             "env.kwargs.success_rate",
         ),
         (["algo.augment=crop"], "algo.augment"),
+        (["algo.n_step_end=0"], "algo.n_step_end"),
+        (["algo.n_step_steps=0", "algo.n_step_end=3"], "algo.n_step_steps"),
+        (["algo.n_step_end=5000", "buffer.capacity=1000"], "algo.n_step_end"),
     ],
 )
 def test_validate_names_the_bad_key(overrides, key, monkeypatch):

@@ -13,6 +13,7 @@ from torch import nn
 from dqn_harness.dqn.module import DQN
 from dqn_harness.nets import MLP, DuelingHead, NatureCNN
 from dqn_harness.replay import FrameStorage, PrioritizedSampler, SumTree
+from dqn_harness.schedules import NStepSchedule
 from dqn_harness.tracking.metrics import read_metrics
 from tests.conftest import ROOT, make_buffer, run_sweep, run_train
 
@@ -464,3 +465,43 @@ def test_prioritized_replay_resumes_with_its_priorities(tmp_path):
     # a uniform config cannot continue a prioritized checkpoint
     proc = run_train(f"resume={run_dir}", "buffer=default", "total_steps=4000", cwd=tmp_path)
     assert proc.returncode == 2 and "buffer.sampler" in proc.stderr
+
+
+def test_the_n_step_schedule_recedes_geometrically_from_learning_starts():
+    n = NStepSchedule(start=10, end=3, steps=1000, begin=100)
+    assert [n(t) for t in (0, 100)] == [10, 10]  # fixed through the warm-up
+    assert n(600) == round(10 * 0.3**0.5) == 5  # geometric, not linear (6.5 -> 6)
+    assert [n(1100), n(10**6)] == [3, 3]
+    values = [n(t) for t in range(0, 1200, 10)]
+    assert values == sorted(values, reverse=True)
+    assert NStepSchedule(start=4, end=None, steps=1, begin=0)(10**6) == 4
+    assert NStepSchedule(start=1, end=5, steps=100).longest == 5
+
+
+def test_an_annealed_n_step_trains_with_windows_that_shrink_as_scheduled(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=cartpole",
+        "algo.n_step=6",
+        "algo.n_step_end=2",
+        "algo.n_step_steps=1000",
+        "total_steps=2500",
+        "learning_starts=500",
+        "eval.every=2500",
+        "eval.episodes=2",
+        "logger=none",
+        "logger.every=100",
+        f"hydra.run.dir={run_dir}",
+        "progress=false",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    schedule = NStepSchedule(start=6, end=2, steps=1000, begin=500)
+    logged = read_metrics(run_dir, "train/n_step")
+    assert len(logged) >= 15
+    # each logged window length is the schedule's at (about) that agent step
+    assert all(abs(n - schedule(step)) <= 1 for step, n in logged), logged
+    assert logged[0][1] >= 5 and logged[-1][1] == 2
+    losses = [v for _, v in read_metrics(run_dir, "train/loss")]
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert json.loads((run_dir / "config.json").read_text())["algo.n_step_end"] == 2

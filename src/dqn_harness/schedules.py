@@ -30,6 +30,27 @@ class EpsilonSchedule:
     # No state_dict: ε is a pure function of the agent step, which the collector saves.
 
 
+class NStepSchedule:
+    """The return window's length n at an agent step: ``start`` until learning starts, then
+    geometrically to ``end`` over ``steps`` agent steps, rounded (BBF, Schwarzer et al. 2023:
+    10 -> 3, a "receding update horizon": long windows carry the sparse early rewards back
+    fast while the Q-values know nothing; short ones cut the off-policy bias once they do).
+    ``end=None``: n stays ``start``."""
+
+    def __init__(self, *, start: int, end: int | None, steps: int, begin: int = 0) -> None:
+        self.start, self.end, self.steps, self.begin = start, end, steps, begin
+
+    def __call__(self, env_steps: int) -> int:
+        if self.end is None or self.end == self.start:
+            return self.start
+        frac = min(max(env_steps - self.begin, 0) / self.steps, 1.0)
+        return int(round(self.start * (self.end / self.start) ** frac))
+
+    @property
+    def longest(self) -> int:
+        return max(self.start, self.end or self.start)
+
+
 class Cadence:
     """True once each time ``env_steps`` enters a new multiple of ``every``.
 

@@ -25,6 +25,7 @@ POSITIVE = (
     "schedule.epsilon.steps",
     "algo.target_sync",
     "algo.n_step",
+    "algo.n_step_steps",
     "buffer.capacity",
     "batch_size",
     "train_freq",
@@ -87,7 +88,7 @@ def check_numbers(cfg: DictConfig) -> None:
         positive(key, OmegaConf.select(cfg, key))
     for key in UNIT:
         unit(key, OmegaConf.select(cfg, key))
-    for key in ("buffer.beta_steps", "trainer.threads", "algo.max_grad_norm"):
+    for key in ("buffer.beta_steps", "trainer.threads", "algo.max_grad_norm", "algo.n_step_end"):
         if OmegaConf.select(cfg, key) is not None:
             positive(key, OmegaConf.select(cfg, key))
     if cfg.schedule.epsilon.kind == "exponential" and cfg.schedule.epsilon.end <= 0:
@@ -97,12 +98,14 @@ def check_numbers(cfg: DictConfig) -> None:
     if cfg.learning_starts < 0:
         raise UsageError("learning_starts", f"must be >= 0, got {cfg.learning_starts}")
     slots = cfg.buffer.capacity // cfg.env.num_envs  # each env's share of the replay
-    if cfg.algo.n_step > slots:
-        raise UsageError(
-            "algo.n_step",
-            f"{cfg.algo.n_step}-step windows do not fit a replay of {slots} steps per env "
-            f"(buffer.capacity {cfg.buffer.capacity} over env.num_envs {cfg.env.num_envs})",
-        )
+    for key in ("algo.n_step", "algo.n_step_end"):
+        n = OmegaConf.select(cfg, key)
+        if n is not None and n > slots:
+            raise UsageError(
+                key,
+                f"{n}-step windows do not fit a replay of {slots} steps per env "
+                f"(buffer.capacity {cfg.buffer.capacity} over env.num_envs {cfg.env.num_envs})",
+            )
     if cfg.batch_size > cfg.buffer.capacity:
         raise UsageError(
             "batch_size", f"{cfg.batch_size} is larger than buffer.capacity ({cfg.buffer.capacity})"

@@ -58,6 +58,10 @@ class AlgoConfig:
     max_grad_norm: float | None = 10.0  # dqn: clip gradient norm (None = off)
     double: bool = False  # dqn: Double DQN (online net picks the next action, target net values it)
     n_step: int = 1  # dqn: n-step returns (windows stop at episode ends; bootstrap with gamma^m)
+    # dqn: anneal n from n_step to n_step_end over n_step_steps agent steps from learning_starts,
+    # geometrically (BBF's receding update horizon, 10 -> 3); None keeps n fixed
+    n_step_end: int | None = None
+    n_step_steps: int = 10000
     # dqn: agent steps between hard copies of the online net into the target (SB3's
     # target_update_interval, Dopamine's target_update_period)
     target_sync: int = 1000

@@ -28,7 +28,7 @@ from dqn_harness.envs import is_atari
 from dqn_harness.nets import build_q_net
 from dqn_harness.perf import training_precision
 from dqn_harness.replay import ReplayBuffer, make_replay
-from dqn_harness.schedules import EpsilonSchedule
+from dqn_harness.schedules import EpsilonSchedule, NStepSchedule
 
 
 def quiet_lightning() -> None:
@@ -84,7 +84,7 @@ class DQNLearner:
         buffer: ReplayBuffer,
         epsilon: EpsilonSchedule,
         trainer: Any,
-        stream: dict[str, int],
+        stream: dict[str, Any],
         run_dir: Path,
     ) -> None:
         quiet_lightning()
@@ -112,7 +112,10 @@ class DQNLearner:
         self.module.check_finite()
 
     def stats(self) -> dict[str, float]:
-        return {**self.module.pop_stats(), "train/grad_steps": float(self.module.grad_steps)}
+        out = {**self.module.pop_stats(), "train/grad_steps": float(self.module.grad_steps)}
+        if self.stream is not None and self.stream_args["n_step"].end is not None:
+            out["train/n_step"] = float(self.stream.n_step)  # an annealed window: where it is
+        return out
 
     def weights(self) -> dict[str, Any]:
         """What best.pt and last.pt hold (with the agent step and config the run adds)."""
@@ -237,7 +240,12 @@ def build_dqn(cfg: DictConfig, env: VectorEnv, run_dir: Path) -> DQNLearner:
         "learning_starts": cfg.learning_starts,
         "train_freq": cfg.train_freq,
         "total_steps": cfg.total_steps,
-        "n_step": algo.n_step,
+        "n_step": NStepSchedule(
+            start=algo.n_step,
+            end=algo.n_step_end,
+            steps=algo.n_step_steps,
+            begin=cfg.learning_starts,
+        ),
     }
     return DQNLearner(
         module=module,

@@ -33,7 +33,8 @@ class ReplayStream(IterableDataset):
         train_freq: agent steps per gradient step.
         total_steps: agent steps after which the stream ends.
         should_stop: polled between env steps; True ends the stream (Ctrl-C, solved, pruned).
-        n_step: length of the return windows batches carry (1: one-step TD).
+        n_step: length of the return windows batches carry (1: one-step TD), or a function
+            of the agent step (``NStepSchedule``).
     """
 
     def __init__(
@@ -46,7 +47,7 @@ class ReplayStream(IterableDataset):
         train_freq: int,
         total_steps: int,
         should_stop: Callable[[], bool] = lambda: False,
-        n_step: int = 1,
+        n_step: int | Callable[[int], int] = 1,
     ) -> None:
         super().__init__()
         self.buffer = buffer
@@ -56,7 +57,8 @@ class ReplayStream(IterableDataset):
         self.train_freq = train_freq
         self.total_steps = total_steps
         self.should_stop = should_stop
-        self.n_step = n_step
+        self.n_step_at: Callable[[int], int] = n_step if callable(n_step) else lambda _: n_step
+        self.n_step = self.n_step_at(0)  # the window length of the latest batch
         self.next_update = max(learning_starts, 1)  # agent step at which the next batch is due
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -69,6 +71,7 @@ class ReplayStream(IterableDataset):
             if self.should_stop():
                 return
             self.next_update += self.train_freq
+            self.n_step = self.n_step_at(collector.env_steps)
             batch: dict[str, Any] = self.buffer.sample(
                 self.batch_size, self.n_step, collector.env_steps
             )

@@ -34,6 +34,7 @@ LOGGED_METRICS = (
     "train/loss",
     "train/q_mean",
     "train/grad_steps",
+    "train/n_step",
     "train/td_error_abs",
     "train/states_visited",
     "perf/sps",
