@@ -52,8 +52,8 @@ def test_env_presets_pick_their_model_and_schedule():
 
 def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
     fast, classic = compose_cfg("env=pong"), compose_cfg("+experiment=pong_nature")
-    assert (fast.algo.n_step, fast.train_freq, fast.trainer.precision) == (4, 1, "bf16-mixed")
-    assert fast.schedule.epsilon.end == 0.02 and fast.schedule.epsilon.steps == 150_000
+    assert (fast.algo.n_step, fast.train_freq, fast.trainer.precision) == (10, 1, "bf16-mixed")
+    assert fast.schedule.epsilon.end == 0.01 and fast.schedule.epsilon.steps == 5_000
     assert fast.eval.stop_on_solve and fast.eval.every == 25_000
     # the harness's Atari protocol: 20 full games at epsilon 0.01, no sticky actions, 30 no-ops
     protocol = (fast.eval.episodes, fast.eval.epsilon, fast.env.repeat_action_probability)
@@ -68,18 +68,31 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
     recorded = compose_cfg("+experiment=pong_dqn")
     assert (recorded.algo.n_step, recorded.train_freq, recorded.eval.episodes) == (1, 4, 5)
     assert recorded.eval.epsilon == 0.05  # as it was recorded
-    # today's preset stays reachable by name when env=pong moves on
+    # the preset env=pong was until 2026-12-02 stays reachable by name: the fast preset on Pong
     n4 = OmegaConf.to_container(compose_cfg("+experiment=pong_n4"), resolve=False)
+    fast_pong = compose_cfg("env=atari_fast", "env.id=ALE/Pong-v5", "env.name=pong")
+    fast_pong = OmegaConf.to_container(fast_pong, resolve=False)
+    n4.pop("run_name"), fast_pong.pop("run_name")
+    assert n4 == fast_pong
+    # and env=pong differs from it in exactly what the screening chose
     pong = OmegaConf.to_container(compose_cfg("env=pong"), resolve=False)
-    n4.pop("run_name"), pong.pop("run_name")
-    assert n4 == pong
+    pong.pop("run_name")
+    changed = {
+        (section, key)
+        for section in pong
+        if isinstance(pong[section], dict)
+        for key in pong[section]
+        if pong[section][key] != n4[section][key]
+    } | {k for k in pong if not isinstance(pong[k], dict) and pong[k] != n4[k]}
+    assert changed == {("algo", "n_step"), ("schedule", "epsilon")}, changed
 
 
-def test_breakout_is_the_pong_preset_on_another_game_and_atari_stays_classic():
-    """Issue 16 records env=breakout "with the same preset" as env=pong: only the game differs."""
+def test_breakout_is_the_fast_preset_on_another_game_and_atari_stays_classic():
+    """Issue 16 records env=breakout "with the same preset" as env=pong had then (today's
+    +experiment=pong_n4, the fast preset): only the game differs."""
     pong, breakout = (
-        OmegaConf.to_container(compose_cfg(f"env={game}"), resolve=False)
-        for game in ("pong", "breakout")
+        OmegaConf.to_container(compose_cfg(arg), resolve=False)
+        for arg in ("+experiment=pong_n4", "env=breakout")
     )
     for cfg in (pong, breakout):
         cfg.pop("run_name")
