@@ -15,7 +15,7 @@ from PIL import Image
 
 from dqn_harness.comparing.stats import aggregate, iqm
 from dqn_harness.tracking.metrics import read_metrics
-from tests.conftest import run_cli, run_train
+from tests.conftest import ROOT, run_cli, run_train
 
 QUIET = ("progress=false",)
 SEEDS = (0, 1, 2)
@@ -344,3 +344,27 @@ def test_checkpoints_become_wandb_artifacts_read_back_from_the_offline_run(
     assert json.loads(final["metadata"])["eval_return"] == summary["eval_return_mean"]
     if policy == "all":  # every evaluation wrote last.pt: one version each, and the final one
         assert sum("last" in a["aliases"] for a in artifacts) == summary["evaluations"] + 1
+
+
+def test_plot_screening_draws_recorded_curves_and_refuses_an_unknown_config(tmp_path):
+    """experiments/plot_screening.py over the recorded screening files (committed data)."""
+    base = ROOT / "experiments/results/pong_screening"
+    out = tmp_path / "s.png"
+    ok = subprocess.run(
+        [sys.executable, str(ROOT / "experiments/plot_screening.py"), str(out)]
+        + [
+            f"a={base}/short_eps/curves.csv",
+            f"b={base}/round2/curves.csv#algo.n_step=10 algo.augment=none",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "experiments/plot_screening.py"), str(out)]
+        + [f"a={base}/round2/curves.csv#no such config"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "no per-seed curves there" in bad.stderr
