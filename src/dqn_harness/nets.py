@@ -42,7 +42,8 @@ class NatureCNN(nn.Module):
         self.to(memory_format=self.memory_format)  # type: ignore[call-overload]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        half = half_precision(obs.device.type, self.trunk[0].weight.dtype)
+        first: nn.Conv2d = self.trunk[0]  # type: ignore[assignment]
+        half = half_precision(obs.device.type, first.weight.dtype)
         if half is None:  # fp32: as it always was, bit for bit
             x = (obs.float() / 255.0).contiguous(memory_format=self.memory_format)
             return self.head(self.trunk(x))
@@ -51,7 +52,6 @@ class NatureCNN(nn.Module):
         # instead of the 900k-element batch. Same function (conv(x/255, W) = conv(x, W/255));
         # it removes the fp32 frame tensor, its division and two casts of it per forward.
         x = obs.to(dtype=half, memory_format=self.memory_format)
-        first = self.trunk[0]
         x = F.conv2d(x, first.weight * (1.0 / 255.0), first.bias, first.stride)
         return self.head(self.trunk[1:](x))
 
