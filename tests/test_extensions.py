@@ -475,7 +475,6 @@ def test_the_n_step_schedule_recedes_geometrically_from_learning_starts():
     values = [n(t) for t in range(0, 1200, 10)]
     assert values == sorted(values, reverse=True)
     assert NStepSchedule(start=4, end=None, steps=1, begin=0)(10**6) == 4
-    assert NStepSchedule(start=1, end=5, steps=100).longest == 5
 
 
 def test_an_annealed_n_step_trains_with_windows_that_shrink_as_scheduled(tmp_path):

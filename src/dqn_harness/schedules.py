@@ -46,10 +46,6 @@ class NStepSchedule:
         frac = min(max(env_steps - self.begin, 0) / self.steps, 1.0)
         return int(round(self.start * (self.end / self.start) ** frac))
 
-    @property
-    def longest(self) -> int:
-        return max(self.start, self.end or self.start)
-
 
 class Cadence:
     """True once each time ``env_steps`` enters a new multiple of ``every``.

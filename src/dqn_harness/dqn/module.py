@@ -25,6 +25,7 @@ from torch import nn
 
 from dqn_harness.dqn.augment import RandomShift
 from dqn_harness.errors import Diverged
+from dqn_harness.nets import half_precision
 from dqn_harness.schedules import TargetSync
 
 
@@ -143,10 +144,8 @@ class DQN(pl.LightningModule):
         that dtype: autocast caches the casts of trainable weights only, so the frozen target's
         1.7M fp32 weights would otherwise be cast again at every update although they change
         only at a sync. The copy is made at the first update after each change."""
-        if not torch.is_autocast_enabled(device_type):
-            return self.target_net
-        dtype = torch.get_autocast_dtype(device_type)
-        if dtype not in (torch.bfloat16, torch.float16):
+        dtype = half_precision(device_type, torch.float32)  # autocast's 16-bit dtype, if any
+        if dtype is None:
             return self.target_net
         if dtype not in self._half_target:
             self._half_target[dtype] = copy.deepcopy(self.target_net).to(dtype)
