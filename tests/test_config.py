@@ -54,7 +54,7 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
     fast, classic = compose_cfg("env=pong"), compose_cfg("+experiment=pong_nature")
     assert (fast.algo.n_step, fast.train_freq, fast.trainer.precision) == (10, 1, "bf16-mixed")
     assert fast.schedule.epsilon.end == 0.01 and fast.schedule.epsilon.steps == 5_000
-    assert fast.eval.stop_on_solve and fast.eval.every == 25_000
+    assert fast.eval.stop_on_solve and fast.eval.every == 10_000
     # the harness's Atari protocol: 20 full games at epsilon 0.01, no sticky actions, 30 no-ops
     protocol = (fast.eval.episodes, fast.eval.epsilon, fast.env.repeat_action_probability)
     assert protocol == (20, 0.01, 0.0) and fast.env.noop_max == 30
@@ -84,7 +84,7 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
         for key in pong[section]
         if pong[section][key] != n4[section][key]
     } | {k for k in pong if not isinstance(pong[k], dict) and pong[k] != n4[k]}
-    assert changed == {("algo", "n_step"), ("schedule", "epsilon")}, changed
+    assert changed == {("algo", "n_step"), ("schedule", "epsilon"), ("eval", "every")}, changed
 
 
 def test_breakout_is_the_fast_preset_on_another_game_and_atari_stays_classic():
