@@ -261,3 +261,24 @@ def test_native_bf16_is_read_from_the_cpu_flags():
     assert native_bf16("flags : fpu amx_bf16 amx_tile\n")
     assert not native_bf16("flags : fpu sse2 avx2 avx512f avx512bw\n")
     assert not native_bf16("")
+
+
+def test_the_cpu_is_named_with_its_bf16_and_amx_flags_and_kept_across_a_move(tmp_path):
+    """Timings are only read beside the CPU they ran on (AMD EPYC with AVX512-BF16 vs Xeon with
+    AMX on this project's machines); a run resumed on another machine keeps both names."""
+    from dqn_harness.perf import cpu_description
+    from dqn_harness.tracking.summary import RunSummary
+
+    xeon = "model name\t: Intel(R) Xeon(R) Platinum 8481C\nflags\t: avx512f avx512_bf16 amx_bf16\n"
+    epyc = "model name : AMD EPYC\nflags : avx512f avx512_bf16\nmodel name : other\n"
+    assert cpu_description(xeon, 2) == "Intel(R) Xeon(R) Platinum 8481C, 2 cores, avx512_bf16, AMX"
+    assert cpu_description(epyc, 2) == "AMD EPYC, 2 cores, avx512_bf16, no AMX"
+    assert cpu_description("flags : avx2\n", 4).endswith(", 4 cores, no avx512_bf16, no AMX")
+    here = cpu_description()
+    summary = RunSummary(tmp_path)
+    summary.load_state_dict({"episodes": 1, "env_steps": 5, "wall_s": 1.0, "cpus": [here]})
+    assert summary.write({})["cpus"] == [here]  # same machine: named once
+    summary.load_state_dict({"episodes": 1, "env_steps": 5, "wall_s": 1.0, "cpus": ["elsewhere"]})
+    assert summary.state_dict()["cpus"] == ["elsewhere", here]
+    summary.load_state_dict({"episodes": 1, "env_steps": 5, "wall_s": 1.0})  # an old checkpoint
+    assert summary.write({})["cpus"] == [here]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dqn_harness.perf import cpu_description
 from dqn_harness.replay.storage import FrameStorage
 
 from .conftest import ROOT, run_train
@@ -95,6 +96,7 @@ def test_kill_9_loses_at_most_one_checkpoint_interval(tmp_path):
     after = state_of(run_dir)
     assert summary["env_steps"] == after["env_steps"] == steps + extra
     assert summary["episodes"] > before["collector"]["episodes"]
+    assert summary["cpus"] == [cpu_description()]  # resumed on the same machine: named once
     # one gradient step per agent step (CartPole's train_freq 1), continuing the count
     assert abs(summary["grad_steps"] - (before["learner"]["grad_steps"] + extra)) <= 2
     # Adam's step count came back with the optimizer state

@@ -2,6 +2,12 @@
 
     .venv/bin/python experiments/bench/train_throughput.py [--steps 4000] [--warmup 1000]
         [--repeats 2] [--backend gymnasium] [--num-envs 1] [--epsilon 0.01] [--device cpu]
+    .venv/bin/python experiments/bench/train_throughput.py --preset pong [--steps 1500]
+        [--warmup 1000] [--repeats 2] [--profile]
+
+The first line names the CPU (model, cores, AVX512-BF16, AMX).
+
+``--preset classic`` (the default):
 
 Both sides train DQN on Pong with CleanRL's Atari hyperparameters (batch 32, one update every 4
 agent steps, Adam 1e-4 with eps 1e-8, MSE loss, no gradient clipping, target sync every 1000
@@ -48,7 +54,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from dqn_harness.config import compose_config  # noqa: E402
 from dqn_harness.envs import make_vec_env  # noqa: E402
 from dqn_harness.nets import NatureCNN  # noqa: E402
-from dqn_harness.perf import tune_allocator  # noqa: E402
+from dqn_harness.perf import cpu_description, native_bf16, tune_allocator  # noqa: E402
 from dqn_harness.run.runner import run  # noqa: E402
 from dqn_harness.tracking.metrics import read_metrics  # noqa: E402
 
@@ -84,8 +90,9 @@ def overrides(a: argparse.Namespace, out: Path) -> list[str]:
     ]
 
 
-def harness(a: argparse.Namespace, out: Path, i: int) -> float:
-    cfg = compose_config(ROOT / "conf", overrides(a, out) + [f"run_name=bench-{i}"])
+def harness(a: argparse.Namespace, out: Path, i: int, args: list[str] | None = None) -> float:
+    args = overrides(a, out) if args is None else args
+    cfg = compose_config(ROOT / "conf", args + [f"run_name=bench-{i}"])
     run_dir = out / f"bench-{i}"
     run(cfg, run_dir)
     walls = read_metrics(run_dir, "perf/wall_s")
@@ -301,6 +308,90 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
     return {f"{k}_ms": statistics.median(v) for k, v in cost.items()}
 
 
+def pong_overrides(a: argparse.Namespace, out: Path) -> list[str]:
+    """``env=pong`` as ``python train.py env=pong`` runs it (one bf16 update per agent step,
+    10-step returns), with ε held, no evaluation inside the window and W&B offline."""
+    total = a.warmup + a.steps
+    return [
+        "env=pong",
+        f"schedule.epsilon.start={a.epsilon}",
+        f"schedule.epsilon.end={a.epsilon}",
+        f"learning_starts={a.warmup}",
+        f"total_steps={total}",
+        f"buffer.capacity={total}",
+        f"eval.every={10 * total}",
+        "eval.episodes=1",
+        f"logger.every={LOG_EVERY}",
+        f"logger.save_dir={out}",
+        "progress=false",
+        "trainer=cpu",
+    ]
+
+
+def isolated_cycle_ms(updates: int) -> float:
+    """ms per agent step of env=pong's update cycle alone: one update of the precision train.py
+    picks on this CPU and one batch-1 acting forward (``update_cost.py``'s child process)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from update_cost import HARNESS, measure
+
+    opts = dict(HARNESS, train_freq=1)
+    if native_bf16():  # where train.py keeps bf16-mixed (elsewhere it falls back to 32-true)
+        opts.update(bf16=True, half_target=True)
+    m = measure(opts, updates)
+    return m["update_ms"] + m["act_ms"]
+
+
+def profile_pong(a: argparse.Namespace, out: Path, top: int = 12) -> None:
+    """The real loop under torch.profiler: which operators the learning phase spends its time
+    in (the profiler's own overhead inflates the small ones)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        harness(a, out, 99, pong_overrides(a, out))
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"profile of one harness run ({a.warmup} warm-up + {a.steps} learning agent steps):")
+    for e in events[:top]:
+        share = 100 * e.self_cpu_time_total / total
+        print(f"  {e.key:<44}{share:6.1f}%  {e.count:>8} calls")
+
+
+def main_pong(a: argparse.Namespace) -> None:
+    """The full harness against its isolated update cycle, interleaved in one command."""
+    print(
+        f"{cpu_description()}: env=pong through the harness vs its isolated update cycle; "
+        f"{a.steps} agent steps timed after {a.warmup}, {a.repeats} repeats, ε={a.epsilon}"
+    )
+    harness_ms, cycle_ms = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(a.repeats):
+            for side in ("isolated", "harness") if i % 2 == 0 else ("harness", "isolated"):
+                if side == "harness":
+                    sps = harness(a, Path(tmp), i, pong_overrides(a, Path(tmp)))
+                    harness_ms.append(1e3 / sps)
+                else:
+                    cycle_ms.append(isolated_cycle_ms(max(a.steps // 5, 20)))
+                ms = (harness_ms if side == "harness" else cycle_ms)[-1]
+                print(f"  {side:<10}{ms:7.2f} ms per agent step", flush=True)
+        h, c = statistics.median(harness_ms), statistics.median(cycle_ms)
+        print(
+            f"median: harness {h:.2f} ms per agent step ({1e3 / h:.1f} agent steps/s), isolated "
+            f"update cycle {c:.2f} ms: harness / isolated {h / c:.3f} (goal <= 1.2)"
+        )
+        if a.profile:
+            profile_pong(a, Path(tmp))
+    print(
+        json.dumps(
+            {
+                "cpu": cpu_description(),
+                "harness_ms": harness_ms,
+                "isolated_ms": cycle_ms,
+                "ratio": h / c,
+            }
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4000, help="agent steps timed")
@@ -310,13 +401,18 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=1)
     parser.add_argument("--epsilon", type=float, default=0.01)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--preset", default="classic", choices=["classic", "pong"])
+    parser.add_argument("--profile", action="store_true", help="--preset pong: profile one run")
     a = parser.parse_args()
     tune_allocator()  # process-wide, and run() sets it anyway: every side runs with it
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
+    if a.preset == "pong":
+        return main_pong(a)
     print(
-        f"Pong, {a.backend} x{a.num_envs}, {a.device}, ε={a.epsilon}: {a.steps} agent steps "
-        f"timed after {a.warmup}, {a.repeats} repeats, torch threads {torch.get_num_threads()}"
+        f"{cpu_description()}: Pong, {a.backend} x{a.num_envs}, {a.device}, ε={a.epsilon}: "
+        f"{a.steps} agent steps timed after {a.warmup}, {a.repeats} repeats, "
+        f"torch threads {torch.get_num_threads()}"
     )
     runs = {
         "bare": lambda tmp, i: bare(a, tmp, same_kernels=True),

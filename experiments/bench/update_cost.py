@@ -8,11 +8,13 @@ batch-1 acting forwards of the agent steps between two updates. Each variant run
 subprocess (the allocator setting is process-wide), variants interleaved over ``--repeats``
 rounds, medians reported, ratios against the harness's fp32 update from the same command.
 
-For each variant it prints the FLOPs of one update (``torch.utils.flop_counter.FlopCounterMode``:
-matrix multiplies and convolutions, forward and backward), the achieved GFLOP/s, and that as a
-fraction of the machine's peak, measured in the same process tree with a 2048x2048 matrix
-multiply in fp32 and in bf16 on the same threads. The cost that matters for training is per
-*agent step*: (update + train_freq acting forwards) / train_freq.
+The first line names the CPU (model, cores, AVX512-BF16, AMX): the same update differs by 2x
+between this project's machines. For each variant it prints the FLOPs of one update
+(``torch.utils.flop_counter.FlopCounterMode``: matrix multiplies and convolutions, forward and
+backward), the achieved GFLOP/s, and that as a fraction of the machine's peak, measured in the
+same process tree with a 2048x2048 matrix multiply in fp32 and in bf16 on the same threads. The
+cost that matters for training is per *agent step*: (update + train_freq acting forwards) /
+train_freq.
 
 Variants:
 - default: per-tensor Adam, NCHW, glibc's allocator thresholds (a single-file DQN's settings);
@@ -38,6 +40,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+from dqn_harness.perf import cpu_description  # noqa: E402
 
 HARNESS = dict(fused=True, channels_last=True, allocator=True)
 VARIANTS: dict[str, dict] = {
@@ -213,9 +218,9 @@ def main() -> None:
     }
     base = per_step[BASELINE]
     print(
-        f"Nature-CNN update cycle on CPU, {peaks[0]['threads']} threads (median of {a.repeats} "
-        f"processes x {a.updates} updates); matmul peak fp32 {peak['fp32']:.0f} GFLOP/s, "
-        f"bf16 {peak['bf16']:.0f} GFLOP/s (avx512_bf16: {peaks[0]['bf16_native']})"
+        f"{cpu_description()}: Nature-CNN update cycle, {peaks[0]['threads']} threads (median of "
+        f"{a.repeats} processes x {a.updates} updates); matmul peak fp32 {peak['fp32']:.0f} "
+        f"GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s"
     )
     print(
         f"  {'variant':<26}{'update ms':>10}{'GFLOP':>7}{'GFLOP/s':>9}{'% peak':>8}"
@@ -237,7 +242,16 @@ def main() -> None:
         + "; ".join(f"{p}: {', '.join(kernels.get(p, ['none']))}" for p in passes)
         + (f"  <- SLOW PATH on {', '.join(slow)}" if slow else "  (no reference fallback)")
     )
-    print(json.dumps({"peak_gflops": peak, "variants": med, "bf16_conv_kernels": kernels}))
+    print(
+        json.dumps(
+            {
+                "cpu": cpu_description(),
+                "peak_gflops": peak,
+                "variants": med,
+                "bf16_conv_kernels": kernels,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 ``summary.json`` is what sweeps read their objective from and what people and scripts look at
 first, so it is written on every way a run can end (solved, finished, pruned, interrupted,
 diverged, failed). Wall time carries on across ``resume=``: ``perf/wall_s`` is the run's own
-training clock, which ``compare.py budget_s=`` goes by.
+training clock, which ``compare.py budget_s=`` goes by. ``cpus`` names the CPU of each
+session (``perf.cpu_description``), oldest first: a wall time means little without the machine
+it was measured on, and a resumed run may have moved.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dqn_harness.files import write_text_atomic
+from dqn_harness.perf import cpu_description
 
 SUMMARY_FILE = "summary.json"
 # Numeric fields of summary.json (sweep objectives may name any of them).
@@ -42,6 +45,8 @@ class RunSummary:
         self.episodes = 0
         self.env_steps = 0
         self._rate_mark = (self.start, 0)
+        self.here = cpu_description()
+        self.cpus = [self.here]
 
     @property
     def wall_s(self) -> float:
@@ -61,12 +66,19 @@ class RunSummary:
         return {"perf/sps": (env_steps - s0) / max(now - t0, 1e-9), "perf/wall_s": self.wall_s}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"episodes": self.episodes, "env_steps": self.env_steps, "wall_s": self.wall_s}
+        return {
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+            "wall_s": self.wall_s,
+            "cpus": self.cpus,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.episodes = state["episodes"]
         self.env_steps = state["env_steps"]
         self.prior_wall_s = state["wall_s"]
+        earlier = state.get("cpus", [])  # checkpoints before 2026-12-02 did not keep them
+        self.cpus = earlier + ([] if earlier[-1:] == [self.here] else [self.here])
         self._rate_mark = (self.start, self.env_steps)
 
     def write(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +88,7 @@ class RunSummary:
             "wall_s": self.wall_s,
             "wandb_run_dir": self.wandb_run_dir,
             "episodes": self.episodes,
+            "cpus": self.cpus,
             **fields,
         }
         write_text_atomic(self.path, json.dumps(summary, indent=2))
