@@ -26,8 +26,8 @@ COMMANDS = {
     "cartpole_dqn": ["+experiment=cartpole_dqn", "seed=3", "total_steps=12000"],
     "frozenlake_tabular": ["algo=tabular", "env=frozenlake", "seed=3", "total_steps=20000"],
 }
-WALL_CLOCK = {"perf/sps", "perf/wall_s", "sps", "wall_s"}
-PATHS = {"wandb_run_dir", "checkpoint", "last_checkpoint"}
+WALL_CLOCK = {"perf/sps", "perf/wall_s", "eval/wall_s", "sps", "wall_s"}
+PATHS = {"wandb_run_dir", "checkpoint", "last_checkpoint", "cpus"}  # where, not what
 
 
 def run_at(revision: str, out: Path) -> dict[str, Path]:

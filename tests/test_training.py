@@ -108,6 +108,11 @@ def test_dqn_cartpole_learns(tmp_path):
     # metrics are indexed by agent steps, not gradient steps
     steps = [int(r["step"]) for r in rows if r.get("eval/return_mean")]
     assert steps[:3] == [5000, 10000, 15000]
+    # each evaluation's cost is logged beside its score: CartPole pays 1 per step, so the mean
+    # game length equals the mean return
+    for r in (r for r in rows if r.get("eval/return_mean")):
+        assert float(r["eval/length_mean"]) == pytest.approx(float(r["eval/return_mean"]))
+        assert float(r["eval/wall_s"]) > 0
 
 
 @pytest.mark.slow

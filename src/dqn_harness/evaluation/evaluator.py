@@ -7,6 +7,7 @@ this class only evaluates, films every K-th evaluation, and keeps the state a re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,10 @@ class Evaluator:
 
     def run(self, env_steps: int, policy: Policy) -> float:
         """Evaluate ``policy`` as of agent step ``env_steps``; returns the mean return."""
-        returns = evaluate(self.env, policy, self.episodes, self.epsilon, self.rng, self.seed)
+        start, lengths = time.perf_counter(), []
+        returns = evaluate(
+            self.env, policy, self.episodes, self.epsilon, self.rng, self.seed, lengths
+        )
         self.seed = None
         self.count += 1
         self.last_step = env_steps
@@ -66,6 +70,10 @@ class Evaluator:
                 "eval/return_mean": mean,
                 "eval/return_std": float(np.std(returns)),
                 "eval/episodes": float(len(returns)),
+                # what an evaluation costs: Atari games at epsilon 0.01 grow long as play
+                # improves (a close Pong game is ~4x a 21-0 loss), and so does the evaluation
+                "eval/length_mean": float(np.mean(lengths)),
+                "eval/wall_s": time.perf_counter() - start,
             },
             env_steps,
         )

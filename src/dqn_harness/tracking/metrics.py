@@ -28,6 +28,8 @@ CONFIG_FILE = "config.json"  # the flat resolved config W&B gets; compare.py fil
 LOGGED_METRICS = (
     "eval/return_mean",
     "eval/return_std",
+    "eval/length_mean",
+    "eval/wall_s",
     "train/episode_return",
     "train/episode_length",
     "train/epsilon",
