@@ -56,7 +56,7 @@ class Evaluator:
 
     def run(self, env_steps: int, policy: Policy) -> float:
         """Evaluate ``policy`` as of agent step ``env_steps``; returns the mean return."""
-        start, lengths = time.perf_counter(), []
+        start, lengths = time.perf_counter(), list[int]()
         returns = evaluate(
             self.env, policy, self.episodes, self.epsilon, self.rng, self.seed, lengths
         )

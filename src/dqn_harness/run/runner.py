@@ -29,7 +29,7 @@ from dqn_harness.errors import Diverged
 from dqn_harness.evaluation import Evaluator
 from dqn_harness.evaluation.video import VideoRecorder
 from dqn_harness.files import save_atomic
-from dqn_harness.perf import tune_allocator
+from dqn_harness.perf import cpu_threads, tune_allocator
 from dqn_harness.run.cadences import Periodic
 from dqn_harness.run.checkpoint import (
     load_replay,
@@ -54,17 +54,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def cpu_threads(cfg: DictConfig) -> int:
-    """One thread for small MLPs: their matrices are too small to split, and idle intra-op
-    threads spin against every other process on the machine (CartPole measured 587 agent
-    steps/s on 1 thread against 18 on 2 while another training shared the 2 cores)."""
-    if cfg.trainer.threads is not None:
-        return int(cfg.trainer.threads)
-    if cfg.algo.name == "tabular" or cfg.model.name == "mlp":
-        return 1
-    return max(1, torch.get_num_threads())
 
 
 class Runner:
