@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dqn_harness.tracking.progress import Pace, duration
@@ -36,9 +38,9 @@ def test_durations_read_as_people_write_them():
 def test_the_bar_shows_the_phase_and_the_time_left(tmp_path):
     proc = run_train(
         "env=cartpole",
-        "total_steps=3000",
+        "total_steps=4500",
         "learning_starts=1500",
-        "eval.every=3000",
+        "eval.every=1500",
         "eval.episodes=2",
         "logger=none",
         f"hydra.run.dir={tmp_path / 'run'}",
@@ -50,6 +52,8 @@ def test_the_bar_shows_the_phase_and_the_time_left(tmp_path):
     learning = [r for r in redraws if " learning " in r]
     assert learning and all("left=" in r and "sps=" in r for r in learning)
     assert not any("<" in r for r in learning), "tqdm's own whole-run estimate is not shown"
+    # after an evaluation (1,500 and 3,000) the bar shows its score and what it cost
+    assert any(re.search(r" eval=-?\d+\.\d\d in [\dhms]+ ", r) for r in learning), learning[-1]
 
 
 def test_time_left_counts_the_evaluations_still_to_come():

@@ -276,7 +276,7 @@ class Runner:
         self.learner.check_finite()
         start = time.perf_counter()
         mean = self.evaluator.run(env_steps, self.learner.greedy)
-        self.progress.on_evaluation(time.perf_counter() - start)
+        self.progress.on_evaluation(time.perf_counter() - start, mean)
         self.decisions.after_evaluation(env_steps, mean)
 
     def save_weights(self, path: Path) -> None:

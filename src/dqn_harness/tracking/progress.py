@@ -59,7 +59,8 @@ def duration(seconds: float | None) -> str:
 
 
 class ProgressBar:
-    """Agent steps, the phase, the recent return, ε, the recent pace and the time left.
+    """Agent steps, the phase, the recent return, ε, the recent pace, the last evaluation's
+    score and cost, and the time left.
 
     The pace is measured on the training clock (wall time less the evaluations), and the time
     left adds what the evaluations still to come will take at the last one's cost: at ε 0.01 an
@@ -80,6 +81,7 @@ class ProgressBar:
         self.eval_every = eval_every
         self.eval_s = 0.0  # wall time spent evaluating so far
         self.last_eval_s: float | None = None
+        self.last_eval_mean: float | None = None
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.pace = Pace()
         self._drawn_at = 0.0
@@ -98,9 +100,12 @@ class ProgressBar:
     def on_episode(self, episode_return: float) -> None:
         self.recent_returns.append(episode_return)
 
-    def on_evaluation(self, seconds: float) -> None:
+    def on_evaluation(self, seconds: float, mean: float | None = None) -> None:
+        """An evaluation took ``seconds`` and scored ``mean`` (shown until the next one: the
+        training return is ε-greedy and per-life where lives end episodes, the score is not)."""
         self.eval_s += seconds
         self.last_eval_s = seconds
+        self.last_eval_mean = mean
 
     def seconds_left(self, env_steps: int) -> float | None:
         """Training at the recent pace, plus the evaluations to come at the last one's cost."""
@@ -124,6 +129,8 @@ class ProgressBar:
         ret = sum(recent) / len(recent) if recent else float("nan")
         left = duration(self.seconds_left(env_steps)) if phase == "learning" else "?"
         cost = "" if self.last_eval_s is None else f" eval={duration(self.last_eval_s)}"
+        if self.last_eval_mean is not None:
+            cost = f" eval={self.last_eval_mean:.2f} in {duration(self.last_eval_s)}"
         self.bar.set_postfix_str(
             f"{phase} return={ret:.2f} eps={epsilon:.3f} sps={self.pace.rate:.0f}{cost} "
             f"left={left}",
