@@ -48,6 +48,8 @@ def test_an_export_scores_exactly_as_its_checkpoint(trained):
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: dqn-harness") and "`preset`" in card
     assert "python train.py env=cartpole total_steps=2000" in card  # how to train it again
+    # best.pt is not the run's last step: the card says which step the weights are from
+    assert "for 2,000 agent steps" in card and "checkpoint at agent step 1,001." in card
     # the round trip: the folder plays the same episodes as the run's best.pt
     original = scored(trained, "run=run")
     again = scored(trained, f"checkpoint={folder}")

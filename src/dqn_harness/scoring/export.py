@@ -69,6 +69,10 @@ def newest_evaluation(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(found[-1].read_text()) if found else None
 
 
+def _count(n: Any) -> str:
+    return f"{n:,}" if isinstance(n, int) else "?"
+
+
 def model_card(
     config: dict[str, Any], summary: dict[str, Any], result: dict[str, Any] | None, command: str
 ) -> str:
@@ -84,8 +88,9 @@ def model_card(
         "",
         f"# {algo} on {env}",
         "",
-        f"Trained with dqn-harness for {summary.get('env_steps', '?'):,} agent steps "
-        f"(run `{config.get('run_name')}`, seed {config.get('seed')}).",
+        f"Trained with dqn-harness for {_count(summary.get('env_steps'))} agent steps "
+        f"(run `{config.get('run_name')}`, seed {config.get('seed')}); these weights are its "
+        f"checkpoint at agent step {_count(summary.get('weights_step'))}.",
         "",
         f"- Training's evaluation protocol: `{protocol}` ({config['eval']['episodes']} "
         f"episodes at ε {config['eval']['epsilon']}); last evaluation "
@@ -107,7 +112,7 @@ def model_card(
         "",
         "Files: `model.safetensors` (weights), `config.json` (the resolved config), "
         "`dqn_harness.json` (agent step, format), `eval.json` (the newest evaluate.py result, "
-        "if any), `replay.gif` (one episode).",
+        "if any), `replay.gif` (one episode, unless exported with `video=false`).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -135,6 +140,7 @@ def export_run(run_dir: Path, checkpoint: Path, weights: dict[str, Any], out: Pa
         result = newest_evaluation(run_dir)
         if result is not None:
             write_text_atomic(out / "eval.json", json.dumps(result, indent=2))
+        summary = {**summary, "weights_step": weights.get("env_steps")}
         card = model_card(weights["config"], summary, result, reproduce_command(run_dir))
         write_text_atomic(out / "README.md", card)
     except BaseException:
