@@ -71,7 +71,8 @@ class Evaluator:
                 "eval/return_std": float(np.std(returns)),
                 "eval/episodes": float(len(returns)),
                 # what an evaluation costs: Atari games at epsilon 0.01 grow long as play
-                # improves (a close Pong game is ~4x a 21-0 loss), and so does the evaluation
+                # improves (a close Pong game lasts several times a 21-0 loss), and so does
+                # the evaluation
                 "eval/length_mean": float(np.mean(lengths)),
                 "eval/wall_s": time.perf_counter() - start,
             },
