@@ -38,6 +38,24 @@ def tune_allocator() -> bool:
         return False
 
 
+def read_cpuinfo() -> str:
+    """/proc/cpuinfo's text ('' where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo's ``flags`` lines (read when not given)."""
+    flags: set[str] = set()
+    for line in (read_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return flags
+
+
 def native_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU computes bf16 matrix products natively (AVX512-BF16 or AMX-BF16).
 
@@ -45,17 +63,7 @@ def native_bf16(cpuinfo: str | None = None) -> bool:
     so ``bf16-mixed`` only pays where this is True. ``cpuinfo``: /proc/cpuinfo's text (read
     when not given; False where it cannot be read).
     """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return False
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
 
 
 def cpu_description(cpuinfo: str | None = None, cores: int | None = None) -> str:
@@ -65,19 +73,10 @@ def cpu_description(cpuinfo: str | None = None, cores: int | None = None) -> str
     EPYC with AVX512-BF16 and 17-31 ms on a Xeon with AMX), so every timing is printed and kept
     beside this line. ``cpuinfo``: /proc/cpuinfo's text (read when not given).
     """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
-    model, flags = "", set[str]()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and not model:
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
+    cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
+    lines = (line.partition(":") for line in cpuinfo.splitlines())
+    model = next((v.strip() for k, _, v in lines if k.strip() == "model name"), "")
+    flags = cpu_flags(cpuinfo)
     model = model or platform.processor() or platform.machine() or "unknown CPU"
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
