@@ -61,8 +61,26 @@ from dqn_harness.tracking.metrics import read_metrics  # noqa: E402
 LOG_EVERY = 500
 
 
-def overrides(a: argparse.Namespace, out: Path) -> list[str]:
+def window(a: argparse.Namespace, out: Path) -> list[str]:
+    """What every timed run shares: ε held, ``--warmup`` steps before learning, ``--steps``
+    timed, no evaluation inside the window, no progress bar, W&B offline under ``out``."""
     total = a.warmup + a.steps
+    return [
+        f"schedule.epsilon.start={a.epsilon}",
+        f"schedule.epsilon.end={a.epsilon}",
+        f"learning_starts={a.warmup}",
+        f"total_steps={total}",
+        f"buffer.capacity={total}",
+        f"eval.every={10 * total}",  # no evaluation inside the window
+        "eval.episodes=1",
+        f"logger.every={LOG_EVERY}",
+        f"logger.save_dir={out}",
+        "progress=false",
+        f"trainer={'gpu' if a.device == 'cuda' else 'cpu'}",
+    ]
+
+
+def overrides(a: argparse.Namespace, out: Path) -> list[str]:
     return [
         "env=pong",
         f"env.backend={a.backend}",
@@ -76,17 +94,7 @@ def overrides(a: argparse.Namespace, out: Path) -> list[str]:
         "algo.loss=mse",
         "algo.max_grad_norm=null",
         "algo.target_sync=1000",
-        f"schedule.epsilon.start={a.epsilon}",
-        f"schedule.epsilon.end={a.epsilon}",
-        f"learning_starts={a.warmup}",
-        f"total_steps={total}",
-        f"buffer.capacity={total}",
-        f"eval.every={10 * total}",  # no evaluation inside the window
-        "eval.episodes=1",
-        f"logger.every={LOG_EVERY}",
-        f"logger.save_dir={out}",
-        "progress=false",
-        f"trainer={'gpu' if a.device == 'cuda' else 'cpu'}",
+        *window(a, out),
     ]
 
 
@@ -310,22 +318,8 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
 
 def pong_overrides(a: argparse.Namespace, out: Path) -> list[str]:
     """``env=pong`` as ``python train.py env=pong`` runs it (one bf16 update per agent step,
-    10-step returns), with ε held, no evaluation inside the window and W&B offline."""
-    total = a.warmup + a.steps
-    return [
-        "env=pong",
-        f"schedule.epsilon.start={a.epsilon}",
-        f"schedule.epsilon.end={a.epsilon}",
-        f"learning_starts={a.warmup}",
-        f"total_steps={total}",
-        f"buffer.capacity={total}",
-        f"eval.every={10 * total}",
-        "eval.episodes=1",
-        f"logger.every={LOG_EVERY}",
-        f"logger.save_dir={out}",
-        "progress=false",
-        "trainer=cpu",
-    ]
+    10-step returns), in the shared timing window."""
+    return ["env=pong", *window(a, out)]
 
 
 def isolated_cycle_ms(updates: int) -> float:

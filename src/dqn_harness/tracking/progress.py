@@ -128,9 +128,10 @@ class ProgressBar:
         recent = self.recent_returns
         ret = sum(recent) / len(recent) if recent else float("nan")
         left = duration(self.seconds_left(env_steps)) if phase == "learning" else "?"
-        cost = "" if self.last_eval_s is None else f" eval={duration(self.last_eval_s)}"
-        if self.last_eval_mean is not None:
-            cost = f" eval={self.last_eval_mean:.2f} in {duration(self.last_eval_s)}"
+        cost = ""
+        if self.last_eval_s is not None:
+            score = "" if self.last_eval_mean is None else f"{self.last_eval_mean:.2f} in "
+            cost = f" eval={score}{duration(self.last_eval_s)}"
         self.bar.set_postfix_str(
             f"{phase} return={ret:.2f} eps={epsilon:.3f} sps={self.pace.rate:.0f}{cost} "
             f"left={left}",
