@@ -10,34 +10,47 @@ from .conftest import ROOT
 
 
 def test_update_cost_prints_flops_peak_and_ratios():
+    import torch
+
+    # --python: the same updates under another interpreter (here this one, to check the wiring)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments/bench/update_cost.py"), "--updates", "3"]
-        + ["--repeats", "1"],
+        + ["--repeats", "1", "--python", sys.executable],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    from dqn_harness.perf import cpu_description
+    from dqn_harness.perf import cpu_description, native_bf16
 
     assert lines[0].startswith(cpu_description() + ": ")  # the CPU named first (model, AMX)
+    assert f"torch {torch.__version__}," in lines[0]
     assert "matmul peak fp32" in lines[0] and "bf16" in lines[0]
-    assert "GFLOP/s" in lines[1] and "% peak" in lines[1]
+    header = lines[1] if native_bf16() else lines[2]
+    assert "GFLOP/s" in header and "% peak" in header
     data = json.loads(lines[-1])
     assert data["cpu"] == cpu_description()
     assert data["peak_gflops"]["fp32"] > 0 and data["peak_gflops"]["bf16"] > 0
     variants = data["variants"]
-    assert {"harness fp32", "bf16 update", "bf16 batch 64 / 8 steps"} <= set(variants)
-    assert {"bf16 update (74f65d5)", "bf16 + half input path", "bf16 + bf16 target copy"} <= set(
+    version = torch.__version__
+    bf16 = {"bf16 update", "bf16 batch 64 / 8 steps", "bf16 update (74f65d5)"}
+    bf16 |= {"bf16 + half input path", "bf16 + bf16 target copy", f"bf16 update [torch {version}]"}
+    assert {"harness fp32", "fp32 batch 64 / 8 steps", f"harness fp32 [torch {version}]"} <= set(
         variants
     )
+    if native_bf16():
+        assert bf16 <= set(variants)
+    else:  # emulated bf16 (~1 GFLOP/s) would take minutes per variant; a line says so
+        assert not bf16 & set(variants), variants
+        assert lines[1].startswith("  bf16 variants skipped: no native bf16 here"), lines[1]
     # which oneDNN kernels the bf16 convolutions ran (pytorch/pytorch#183815's slow paths)
-    assert any("bf16 convolution kernels (oneDNN): forward_training: " in x for x in lines)
-    from dqn_harness.perf import native_bf16
-
-    if native_bf16():  # elsewhere torch may skip oneDNN for bf16 entirely
-        assert data["bf16_conv_kernels"].get("forward_training"), data["bf16_conv_kernels"]
+    prefix = f"torch {version} bf16 convolution kernels (oneDNN): forward_training: "
+    if native_bf16():  # elsewhere torch skips oneDNN for bf16 entirely
+        assert sum(prefix in x for x in lines) == 1, lines  # once per torch release
+        assert data["bf16_conv_kernels"][version].get("forward_training"), data
+    else:
+        assert not any(prefix in x for x in lines) and data["bf16_conv_kernels"] == {}
     # a batch-32 Nature-CNN update is 2.18 GFLOP (forward of target and online nets, backward)
     assert abs(variants["harness fp32"]["update_gflop"] - 2.18) < 0.01
     assert abs(variants["fp32 batch 64 / 8 steps"]["update_gflop"] - 4.37) < 0.01

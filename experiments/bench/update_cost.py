@@ -9,7 +9,9 @@ subprocess (the allocator setting is process-wide), variants interleaved over ``
 rounds, medians reported, ratios against the harness's fp32 update from the same command.
 
 The first line names the CPU (model, cores, AVX512-BF16, AMX): the same update differs by 2x
-between this project's machines. For each variant it prints the FLOPs of one update
+between this project's machines. Where the CPU has no native bf16 (an AVX2-only EPYC, seen
+2026-12-02), bf16 is emulated at ~1 GFLOP/s and the harness trains in fp32: the bf16 variants
+are skipped and a line says why. For each variant it prints the FLOPs of one update
 (``torch.utils.flop_counter.FlopCounterMode``: matrix multiplies and convolutions, forward and
 backward), the achieved GFLOP/s, and that as a fraction of the machine's peak, measured in the
 same process tree with a 2048x2048 matrix multiply in fp32 and in bf16 on the same threads. The
@@ -27,7 +29,11 @@ Variants:
 - bf16 update: both, as the harness runs it now; acting stays fp32;
 - bf16 update + acting: acting forwards under autocast too;
 - batch 64 every 8: the same samples per agent step in half the updates (fp32 and bf16);
-- ``--compile``: the update's networks through ``torch.compile`` (slow to start; off by default).
+- ``--compile``: the update's networks through ``torch.compile`` (slow to start; off by default);
+- ``--python PATH``: the harness fp32 and bf16 updates again under another interpreter, e.g. a
+  scratch venv with another torch release (pytorch/pytorch#183815 reports a CPU bf16
+  convolution regression in 2.13), labelled with its torch version; it needs torch, numpy and
+  gymnasium (``dqn_harness.nets`` imports it) and runs this checkout's ``src``.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dqn_harness.perf import cpu_description  # noqa: E402
+from dqn_harness.perf import cpu_description, native_bf16  # noqa: E402
 
 HARNESS = dict(fused=True, channels_last=True, allocator=True)
 VARIANTS: dict[str, dict] = {
@@ -130,10 +136,12 @@ print(json.dumps({{"update_ms": 1e3 * med(updates), "act_ms": 1e3 * med(acts), "
 
 PEAK = r"""
 import json, os, time, torch
-out = {}
-for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-    a = torch.randn(2048, 2048).to(dtype)
-    b = torch.randn(2048, 2048).to(dtype)
+out = {{}}
+# bf16 on a CPU without native bf16 is emulated (~1 GFLOP/s on an AVX2-only EPYC): a smaller
+# matrix there, so the peak line still says what bf16 would cost without taking minutes
+for name, dtype, n in (("fp32", torch.float32, 2048), ("bf16", torch.bfloat16, {bf16_n})):
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
     for _ in range(3):
         a @ b
     times = []
@@ -141,10 +149,8 @@ for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         t = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - t)
-    out[name] = 2 * 2048**3 / sorted(times)[len(times) // 2] / 1e9
+    out[name] = 2 * n**3 / sorted(times)[len(times) // 2] / 1e9
 out["threads"] = torch.get_num_threads()
-cpuinfo = "/proc/cpuinfo"
-out["bf16_native"] = "avx512_bf16" in open(cpuinfo).read() if os.path.exists(cpuinfo) else None
 print(json.dumps(out))
 """
 
@@ -162,14 +168,19 @@ for _ in range(2):
 """
 
 
-def child(code: str, env: dict | None = None) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
+def child(code: str, env: dict | None = None, python: str = sys.executable) -> dict:
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def conv_kernels() -> dict[str, list[str]]:
+def torch_version(python: str = sys.executable) -> str:
+    """The torch release an interpreter imports (variants are labelled with it)."""
+    code = "import torch; print(torch.__version__)"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def conv_kernels(python: str = sys.executable) -> dict[str, list[str]]:
     """oneDNN's implementation for each bf16 convolution pass of the Nature CNN
     (``ONEDNN_VERBOSE=1``). pytorch/pytorch#183815 reports bf16 convolutions in torch 2.13 that
     fall to slow reference kernels (``ref:any``, or no oneDNN call at all) on some shapes and
@@ -178,9 +189,7 @@ def conv_kernels() -> dict[str, list[str]]:
 
     env = dict(os.environ, ONEDNN_VERBOSE="1")
     code = KERNELS.format(src=str(ROOT / "src"))
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, env=env)
     found: dict[str, set[str]] = {}
     for line in out.stdout.splitlines():
         cols = line.split(",")
@@ -190,7 +199,8 @@ def conv_kernels() -> dict[str, list[str]]:
 
 
 def measure(opts: dict, updates: int) -> dict[str, float]:
-    return child(CHILD.format(src=str(ROOT / "src"), opts=json.dumps(opts), updates=updates))
+    code = CHILD.format(src=str(ROOT / "src"), opts=json.dumps(opts), updates=updates)
+    return child(code, python=opts.get("python", sys.executable))
 
 
 def main() -> None:
@@ -198,16 +208,32 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="add torch.compile variants")
+    parser.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        help="another interpreter (another torch release): the harness updates run under it too",
+    )
     a = parser.parse_args()
     variants = dict(VARIANTS)
     if a.compile:
         variants["fp32 compiled"] = dict(HARNESS, compile=True)
         variants["bf16 compiled"] = dict(HARNESS, bf16=True, compile=True)
+    native = native_bf16()
+    if not native:  # emulated bf16 takes ~2 s per update: minutes per variant, nothing learnt
+        variants = {n: v for n, v in variants.items() if not v.get("bf16")}
+    pythons = {sys.executable: torch_version()}
+    for python in a.python:
+        pythons[python] = version = torch_version(python)
+        variants[f"harness fp32 [torch {version}]"] = dict(HARNESS, python=python)
+        if native:
+            bf16 = dict(VARIANTS["bf16 update"], python=python)
+            variants[f"bf16 update [torch {version}]"] = bf16
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     peaks = []
     names = list(variants)
     for r in range(a.repeats):
-        peaks.append(child(PEAK))
+        peaks.append(child(PEAK.format(bf16_n=2048 if native else 256)))
         for name in names if r % 2 == 0 else names[::-1]:
             runs[name].append(measure(variants[name], a.updates))
     peak = {k: statistics.median(p[k] for p in peaks) for k in ("fp32", "bf16")}
@@ -218,37 +244,47 @@ def main() -> None:
     }
     base = per_step[BASELINE]
     print(
-        f"{cpu_description()}: Nature-CNN update cycle, {peaks[0]['threads']} threads (median of "
+        f"{cpu_description()}: Nature-CNN update cycle, torch {pythons[sys.executable]}, "
+        f"{peaks[0]['threads']} threads (median of "
         f"{a.repeats} processes x {a.updates} updates); matmul peak fp32 {peak['fp32']:.0f} "
         f"GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s"
     )
+    if not native:
+        print(
+            f"  bf16 variants skipped: no native bf16 here (bf16 matmul emulated at "
+            f"{peak['bf16']:.1f} GFLOP/s, {peak['fp32'] / peak['bf16']:.0f}x slower than fp32); "
+            "the harness trains in fp32 on such a CPU"
+        )
     print(
-        f"  {'variant':<26}{'update ms':>10}{'GFLOP':>7}{'GFLOP/s':>9}{'% peak':>8}"
+        f"  {'variant':<30}{'update ms':>10}{'GFLOP':>7}{'GFLOP/s':>9}{'% peak':>8}"
         f"{'act ms':>8}{'ms/agent step':>15}{'vs harness':>12}"
     )
     for name, m in med.items():
         gflops = m["update_gflop"] / (m["update_ms"] / 1e3)
         dtype = "bf16" if variants[name].get("bf16") else "fp32"
         print(
-            f"  {name:<26}{m['update_ms']:10.2f}{m['update_gflop']:7.2f}{gflops:9.0f}"
+            f"  {name:<30}{m['update_ms']:10.2f}{m['update_gflop']:7.2f}{gflops:9.0f}"
             f"{100 * gflops / peak[dtype]:7.0f}%{m['act_ms']:8.3f}{per_step[name]:15.2f}"
             f"{base / per_step[name]:11.2f}x"
         )
-    kernels = conv_kernels()
     passes = ("forward_training", "backward_data", "backward_weights")
-    slow = [p for p in passes if p not in kernels or any("ref" in k for k in kernels[p])]
-    print(
-        "  bf16 convolution kernels (oneDNN): "
-        + "; ".join(f"{p}: {', '.join(kernels.get(p, ['none']))}" for p in passes)
-        + (f"  <- SLOW PATH on {', '.join(slow)}" if slow else "  (no reference fallback)")
-    )
+    all_kernels = {}
+    # without native bf16, torch does not give bf16 convolutions to oneDNN at all: nothing to see
+    for version, python in {v: p for p, v in pythons.items()}.items() if native else ():
+        all_kernels[version] = kernels = conv_kernels(python)
+        slow = [p for p in passes if p not in kernels or any("ref" in k for k in kernels[p])]
+        print(
+            f"  torch {version} bf16 convolution kernels (oneDNN): "
+            + "; ".join(f"{p}: {', '.join(kernels.get(p, ['none']))}" for p in passes)
+            + (f"  <- SLOW PATH on {', '.join(slow)}" if slow else "  (no reference fallback)")
+        )
     print(
         json.dumps(
             {
                 "cpu": cpu_description(),
                 "peak_gflops": peak,
                 "variants": med,
-                "bf16_conv_kernels": kernels,
+                "bf16_conv_kernels": all_kernels,
             }
         )
     )
