@@ -14,7 +14,8 @@ between this project's machines. Where the CPU has no native bf16 (an AVX2-only 
 are skipped and a line says why. For each variant it prints the FLOPs of one update
 (``torch.utils.flop_counter.FlopCounterMode``: matrix multiplies and convolutions, forward and
 backward), the achieved GFLOP/s, and that as a fraction of the machine's peak, measured in the
-same process tree with a 2048x2048 matrix multiply in fp32 and in bf16 on the same threads. The
+same process tree with a 2048x2048 matrix multiply in fp32 and in bf16 (256x256 where bf16 is
+emulated) on the same threads. The
 cost that matters for training is per *agent step*: (update + train_freq acting forwards) /
 train_freq.
 
@@ -135,7 +136,7 @@ print(json.dumps({{"update_ms": 1e3 * med(updates), "act_ms": 1e3 * med(acts), "
 """
 
 PEAK = r"""
-import json, os, time, torch
+import json, time, torch
 out = {{}}
 # bf16 on a CPU without native bf16 is emulated (~1 GFLOP/s on an AVX2-only EPYC): a smaller
 # matrix there, so the peak line still says what bf16 would cost without taking minutes
@@ -168,16 +169,19 @@ for _ in range(2):
 """
 
 
-def child(code: str, env: dict | None = None, python: str = sys.executable) -> dict:
+def run_code(code: str, python: str = sys.executable, env: dict | None = None) -> str:
+    """Run ``code`` in a fresh ``python`` process and return what it printed."""
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return out.stdout
+
+
+def child(code: str, python: str = sys.executable) -> dict:
+    return json.loads(run_code(code, python).strip().splitlines()[-1])
 
 
 def torch_version(python: str = sys.executable) -> str:
     """The torch release an interpreter imports (variants are labelled with it)."""
-    code = "import torch; print(torch.__version__)"
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    return run_code("import torch; print(torch.__version__)", python).strip()
 
 
 def conv_kernels(python: str = sys.executable) -> dict[str, list[str]]:
@@ -189,9 +193,8 @@ def conv_kernels(python: str = sys.executable) -> dict[str, list[str]]:
 
     env = dict(os.environ, ONEDNN_VERBOSE="1")
     code = KERNELS.format(src=str(ROOT / "src"))
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, env=env)
     found: dict[str, set[str]] = {}
-    for line in out.stdout.splitlines():
+    for line in run_code(code, python, env).splitlines():
         cols = line.split(",")
         if len(cols) > 7 and cols[3] == "exec" and cols[5] == "convolution":
             found.setdefault(cols[7], set()).add(cols[6])
@@ -219,16 +222,16 @@ def main() -> None:
     if a.compile:
         variants["fp32 compiled"] = dict(HARNESS, compile=True)
         variants["bf16 compiled"] = dict(HARNESS, bf16=True, compile=True)
+    own_version = torch_version()
+    pythons = {own_version: sys.executable}  # one interpreter per torch release
+    for python in a.python:
+        version = torch_version(python)
+        pythons.setdefault(version, python)
+        variants[f"harness fp32 [torch {version}]"] = dict(HARNESS, python=python)
+        variants[f"bf16 update [torch {version}]"] = dict(VARIANTS["bf16 update"], python=python)
     native = native_bf16()
     if not native:  # emulated bf16 takes ~2 s per update: minutes per variant, nothing learnt
         variants = {n: v for n, v in variants.items() if not v.get("bf16")}
-    pythons = {sys.executable: torch_version()}
-    for python in a.python:
-        pythons[python] = version = torch_version(python)
-        variants[f"harness fp32 [torch {version}]"] = dict(HARNESS, python=python)
-        if native:
-            bf16 = dict(VARIANTS["bf16 update"], python=python)
-            variants[f"bf16 update [torch {version}]"] = bf16
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     peaks = []
     names = list(variants)
@@ -244,7 +247,7 @@ def main() -> None:
     }
     base = per_step[BASELINE]
     print(
-        f"{cpu_description()}: Nature-CNN update cycle, torch {pythons[sys.executable]}, "
+        f"{cpu_description()}: Nature-CNN update cycle, torch {own_version}, "
         f"{peaks[0]['threads']} threads (median of "
         f"{a.repeats} processes x {a.updates} updates); matmul peak fp32 {peak['fp32']:.0f} "
         f"GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s"
@@ -270,7 +273,7 @@ def main() -> None:
     passes = ("forward_training", "backward_data", "backward_weights")
     all_kernels = {}
     # without native bf16, torch does not give bf16 convolutions to oneDNN at all: nothing to see
-    for version, python in {v: p for p, v in pythons.items()}.items() if native else ():
+    for version, python in pythons.items() if native else ():
         all_kernels[version] = kernels = conv_kernels(python)
         slow = [p for p in passes if p not in kernels or any("ref" in k for k in kernels[p])]
         print(
