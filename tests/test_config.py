@@ -172,6 +172,7 @@ def test_run_name_pattern():
         (["algo.n_step_end=0"], "algo.n_step_end"),
         (["algo.n_step_steps=0", "algo.n_step_end=3"], "algo.n_step_steps"),
         (["algo.n_step_end=5000", "buffer.capacity=1000"], "algo.n_step_end"),
+        (["gradient_steps=0"], "gradient_steps"),
     ],
 )
 def test_validate_names_the_bad_key(overrides, key, monkeypatch):
@@ -199,6 +200,7 @@ def test_validate_names_the_bad_key(overrides, key, monkeypatch):
         (["schedule.epsilon.start=1.5"], "schedule.epsilon.start"),
         (["batch_size=256", "buffer.capacity=128"], "batch_size"),
         (["optim.lr=abc"], "optim.lr"),
+        (["gradient_steps=1.5"], "gradient_steps"),
         (["+surprise=1"], "surprise"),
         (["seed=-1"], "seed"),
         (["algo=tabular", "env=frozenlake", "env.kwargs.map_name=9x9"], "env.kwargs: FrozenLake"),

@@ -255,3 +255,40 @@ def test_dataset_streams_nothing_before_learning_starts():
     # train_freq 4: one gradient step per 4 agent steps between learning_starts and total_steps
     assert len(batches) == pytest.approx((collector.env_steps - 300) / 4, abs=2)
     assert collector.env_steps >= 600
+
+
+def test_gradient_steps_sample_several_batches_per_update_and_resume_mid_update():
+    """A replay ratio above one (``gradient_steps`` batches per update): each update's batches
+    carry the same agent step and are fresh samples, and a stream saved between two of them
+    finishes that update after a resume instead of skipping to the next one."""
+    env = make_vec_env(OmegaConf.structured(EnvConfig(name="cp", id="CartPole-v1")), 1)
+    buffer = make_buffer(1000, 1, (4,), np.float32, stack=None, seed=0)
+    collector = Collector(
+        env=env, policy=random_policy, epsilon_schedule=lambda _: 1.0, buffer=buffer, seed=0
+    )
+    args = dict(batch_size=16, learning_starts=100, train_freq=4, total_steps=300)
+    stream = ReplayStream(buffer=buffer, collector=collector, gradient_steps=3, **args)
+    stamps, obs = [], []
+    for batch in stream:
+        stamps.append(batch["env_steps"])
+        obs.append(batch["obs"])
+    # updates at 100, 104, ..., 300: 51 of them, three batches each
+    assert stamps == [s for s in range(100, 301, 4) for _ in range(3)]
+    for i in range(0, len(obs), 3):  # three different samples, not one batch three times
+        assert not torch.equal(obs[i], obs[i + 1]) and not torch.equal(obs[i + 1], obs[i + 2])
+
+    stream = ReplayStream(buffer=buffer, collector=collector, gradient_steps=3, **args)
+    stream.next_update, stream.total_steps = collector.env_steps, collector.env_steps + 8
+    batches = iter(stream)
+    next(batches)  # the first of an update's three batches
+    state = stream.state_dict()
+    assert state["burst_left"] == 2
+    resumed = ReplayStream(buffer=buffer, collector=collector, gradient_steps=3, **args)
+    resumed.total_steps = stream.total_steps
+    resumed.load_state_dict(state)
+    at = collector.env_steps
+    assert [b["env_steps"] for b in resumed] == [at, at] + [at + 4] * 3 + [at + 8] * 3
+    # a stream state saved before gradient_steps existed resumes between two updates
+    old = ReplayStream(buffer=buffer, collector=collector, gradient_steps=3, **args)
+    old.load_state_dict({"next_update": 7})
+    assert (old.next_update, old.burst_left) == (7, 0)

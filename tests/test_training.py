@@ -370,6 +370,18 @@ def test_a_solved_dqn_run_stops_at_the_evaluation_that_solved_it(tmp_path):
         assert torch.equal(value, last["q_net"][key]), key
 
 
+def test_gradient_steps_set_the_replay_ratio_of_a_real_run(tmp_path):
+    """gradient_steps=3 with train_freq=2: updates at 500, 502, ..., 1500, three optimizer
+    steps each, and Adam's own step count agrees with the harness's."""
+    _, run_dir = short_cartpole(tmp_path, "train_freq=2", "gradient_steps=3")
+    s = summary_of(run_dir)
+    assert s["status"] == "finished" and s["env_steps"] == 1500
+    assert s["grad_steps"] == 3 * (1500 - 500) // 2 + 3, s
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    adam_step = next(iter(last["optimizer"]["state"].values()))["step"]
+    assert int(adam_step) == s["grad_steps"]
+
+
 def test_bf16_mixed_trains_or_falls_back_with_a_warning(tmp_path):
     from dqn_harness.perf import native_bf16
 

@@ -29,6 +29,7 @@ POSITIVE = (
     "buffer.capacity",
     "batch_size",
     "train_freq",
+    "gradient_steps",
     "total_steps",
     "env.num_envs",
     "eval.every",

@@ -194,7 +194,8 @@ class Config:
     total_steps: int = 1_000_000  # agent env steps (an Atari agent step is frame_skip frames)
     batch_size: int = 32
     learning_starts: int = 10_000  # agent steps of pure collection before the first update
-    train_freq: int = 4  # agent steps per gradient step
+    train_freq: int = 4  # agent steps between updates
+    gradient_steps: int = 1  # gradient steps per update (replay ratio: gradient_steps/train_freq)
     run_name: str = MISSING  # {env}-{algo}-s{seed}-{timestamp}
     progress: bool = True  # progress bar on stderr
 

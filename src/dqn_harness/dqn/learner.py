@@ -73,7 +73,7 @@ class DQNLearner:
         epsilon: agent step -> exploration (``schedule.epsilon``).
         trainer: ``trainer.*`` (accelerator, devices, precision).
         stream: the batch stream's settings by their config names (``batch_size``,
-            ``learning_starts``, ``train_freq``, ``total_steps``, ``n_step``).
+            ``learning_starts``, ``train_freq``, ``gradient_steps``, ``total_steps``, ``n_step``).
         run_dir: Lightning's root dir (it writes nothing there: logging is the run's own).
     """
 
@@ -239,6 +239,7 @@ def build_dqn(cfg: DictConfig, env: VectorEnv, run_dir: Path) -> DQNLearner:
         "batch_size": cfg.batch_size,
         "learning_starts": cfg.learning_starts,
         "train_freq": cfg.train_freq,
+        "gradient_steps": cfg.gradient_steps,
         "total_steps": cfg.total_steps,
         "n_step": NStepSchedule(
             start=algo.n_step,

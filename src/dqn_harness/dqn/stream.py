@@ -1,8 +1,10 @@
 """The IterableDataset that streams minibatches into Lightning and drives data collection.
 
 Lightning pulls a batch; the stream first steps the collector until the next update is due
-(``train_freq`` agent steps per gradient step, none before ``learning_starts``), then samples,
-and stamps the batch with the agent step it was sampled at (``env_steps``, a plain int). That
+(``train_freq`` agent steps per update, none before ``learning_starts``), then samples
+``gradient_steps`` batches for that update (the replay ratio is ``gradient_steps / train_freq``,
+as SB3's keys of the same names and the data-efficient Atari work's "replay ratio"), and stamps
+each batch with the agent step it was sampled at (``env_steps``, a plain int). That
 stamp is the clock of everything the update decides: the target sync, the logs, evaluations and
 checkpoints. Lightning fetches the next batch before running this one, so the collector's own
 count is already one batch ahead when an update runs; the stamp is not.
@@ -30,7 +32,8 @@ class ReplayStream(IterableDataset):
         collector: steps the training env.
         batch_size: transitions per batch.
         learning_starts: agent steps of pure collection before the first update.
-        train_freq: agent steps per gradient step.
+        train_freq: agent steps between updates.
+        gradient_steps: batches (gradient steps) per update, all stamped with its agent step.
         total_steps: agent steps after which the stream ends.
         should_stop: polled between env steps; True ends the stream (Ctrl-C, solved, pruned).
         n_step: length of the return windows batches carry (1: one-step TD), or a function
@@ -46,6 +49,7 @@ class ReplayStream(IterableDataset):
         learning_starts: int,
         train_freq: int,
         total_steps: int,
+        gradient_steps: int = 1,
         should_stop: Callable[[], bool] = lambda: False,
         n_step: int | Callable[[int], int] = 1,
     ) -> None:
@@ -55,23 +59,28 @@ class ReplayStream(IterableDataset):
         self.batch_size = batch_size
         self.learning_starts = learning_starts
         self.train_freq = train_freq
+        self.gradient_steps = gradient_steps
         self.total_steps = total_steps
         self.should_stop = should_stop
         self.n_step_at: Callable[[int], int] = n_step if callable(n_step) else lambda _: n_step
         self.n_step = self.n_step_at(0)  # the window length of the latest batch
-        self.next_update = max(learning_starts, 1)  # agent step at which the next batch is due
+        self.next_update = max(learning_starts, 1)  # agent step at which the next update is due
+        self.burst_left = 0  # batches of the current update not yet yielded
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         collector = self.collector
         while True:
-            while collector.env_steps < self.next_update or len(self.buffer) < self.batch_size:
-                if collector.env_steps >= self.total_steps or self.should_stop():
-                    return
-                collector.step()
+            if self.burst_left == 0:
+                while collector.env_steps < self.next_update or len(self.buffer) < self.batch_size:
+                    if collector.env_steps >= self.total_steps or self.should_stop():
+                        return
+                    collector.step()
+                self.next_update += self.train_freq
+                self.burst_left = self.gradient_steps
+                self.n_step = self.n_step_at(collector.env_steps)
             if self.should_stop():
                 return
-            self.next_update += self.train_freq
-            self.n_step = self.n_step_at(collector.env_steps)
+            self.burst_left -= 1
             batch: dict[str, Any] = self.buffer.sample(
                 self.batch_size, self.n_step, collector.env_steps
             )
@@ -79,7 +88,9 @@ class ReplayStream(IterableDataset):
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"next_update": self.next_update}
+        return {"next_update": self.next_update, "burst_left": self.burst_left}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.next_update = int(state["next_update"])
+        # a checkpoint from before gradient_steps existed was always between updates
+        self.burst_left = int(state.get("burst_left", 0))
