@@ -28,7 +28,7 @@ def test_update_cost_prints_flops_peak_and_ratios():
     assert f"torch {torch.__version__}," in lines[0]
     assert "matmul peak fp32" in lines[0] and "bf16" in lines[0]
     header = lines[1] if native_bf16() else lines[2]
-    assert "GFLOP/s" in header and "% peak" in header
+    assert "GFLOP/s" in header and "% peak" in header and "range" in header
     data = json.loads(lines[-1])
     assert data["cpu"] == cpu_description()
     assert data["peak_gflops"]["fp32"] > 0 and data["peak_gflops"]["bf16"] > 0
@@ -55,6 +55,10 @@ def test_update_cost_prints_flops_peak_and_ratios():
     assert abs(variants["harness fp32"]["update_gflop"] - 2.18) < 0.01
     assert abs(variants["fp32 batch 64 / 8 steps"]["update_gflop"] - 4.37) < 0.01
     assert all(v["update_ms"] > 0 and v["act_ms"] > 0 for v in variants.values())
+    # each median sits inside the spread printed beside it (one process per variant here)
+    spread = data["update_ms_range"]
+    assert set(spread) == set(variants)
+    assert all(lo <= variants[n]["update_ms"] <= hi for n, (lo, hi) in spread.items()), spread
 
 
 def test_switch_cost_runs_every_variant_through_the_harness_and_prints_ratios():

@@ -258,15 +258,23 @@ def main() -> None:
             f"{peak['bf16']:.1f} GFLOP/s, {peak['fp32'] / peak['bf16']:.0f}x slower than fp32); "
             "the harness trains in fp32 on such a CPU"
         )
+    # the spread across processes, beside the median: this project's machines drift by more
+    # than some of the differences between variants, and one figure would hide that
+    spread = {
+        name: (min(m["update_ms"] for m in v), max(m["update_ms"] for m in v))
+        for name, v in runs.items()
+    }
     print(
-        f"  {'variant':<30}{'update ms':>10}{'GFLOP':>7}{'GFLOP/s':>9}{'% peak':>8}"
+        f"  {'variant':<30}{'update ms':>10}{'range':>14}{'GFLOP':>7}{'GFLOP/s':>9}{'% peak':>8}"
         f"{'act ms':>8}{'ms/agent step':>15}{'vs harness':>12}"
     )
     for name, m in med.items():
         gflops = m["update_gflop"] / (m["update_ms"] / 1e3)
         dtype = "bf16" if variants[name].get("bf16") else "fp32"
+        low, high = spread[name]
         print(
-            f"  {name:<30}{m['update_ms']:10.2f}{m['update_gflop']:7.2f}{gflops:9.0f}"
+            f"  {name:<30}{m['update_ms']:10.2f}{f'{low:.1f}-{high:.1f}':>14}"
+            f"{m['update_gflop']:7.2f}{gflops:9.0f}"
             f"{100 * gflops / peak[dtype]:7.0f}%{m['act_ms']:8.3f}{per_step[name]:15.2f}"
             f"{base / per_step[name]:11.2f}x"
         )
@@ -287,6 +295,7 @@ def main() -> None:
                 "cpu": cpu_description(),
                 "peak_gflops": peak,
                 "variants": med,
+                "update_ms_range": spread,
                 "bf16_conv_kernels": all_kernels,
             }
         )
