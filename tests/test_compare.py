@@ -266,6 +266,12 @@ def test_eval_video_is_saved_and_logged(tmp_path):
     logged = sorted(wandb_dir.glob("files/media/videos/eval/*.gif"))
     assert len(logged) == 2
     assert sorted(p.stat().st_size for p in logged) == sorted(v.stat().st_size for v in videos)
+    # the filmed episode's seconds are logged at the evaluations that film, and counted in that
+    # evaluation's cost (one clock, which the progress bar reads too)
+    walls = dict(read_metrics(run_dir, "eval/wall_s"))
+    filmed = dict(read_metrics(run_dir, "eval/video_s"))
+    assert sorted(walls) == [1000, 2000, 3000] and sorted(filmed) == [1000, 3000], filmed
+    assert all(0 < seconds < walls[step] for step, seconds in filmed.items()), (walls, filmed)
 
 
 def test_iqm_and_bootstrap_interval():
@@ -279,23 +285,28 @@ def test_iqm_and_bootstrap_interval():
     assert aggregate(np.array([7.0]), np.random.default_rng(0)) == (7.0, 7.0, 7.0)
 
 
+def short_frozenlake(root: Path, name: str, *args: str) -> None:
+    """A 2,000-step tabular FrozenLake run under ``root/outputs/name``."""
+    proc = run_train(
+        "algo=tabular",
+        "env=frozenlake",
+        "total_steps=2000",
+        "eval.every=1000",
+        "eval.episodes=20",
+        "logger=none",
+        *args,
+        *QUIET,
+        f"hydra.run.dir={root}/outputs/{name}",
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_compare_refuses_to_mix_evaluation_protocols_unless_asked(tmp_path):
     """Two FrozenLake runs evaluated at different epsilons measure different things: one table
     of both is refused, naming what differs, until mix_protocols=true."""
     for epsilon in (0.0, 0.2):
-        proc = run_train(
-            "algo=tabular",
-            "env=frozenlake",
-            "total_steps=2000",
-            "eval.every=1000",
-            "eval.episodes=20",
-            f"eval.epsilon={epsilon}",
-            "logger=none",
-            *QUIET,
-            f"hydra.run.dir={tmp_path}/outputs/eps{epsilon}",
-            cwd=tmp_path,
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        short_frozenlake(tmp_path, f"eps{epsilon}", f"eval.epsilon={epsilon}")
     proc = compare(tmp_path, "env=frozenlake", "out=mixed")
     assert proc.returncode == 2 and proc.stderr.startswith("error: protocol: ")
     assert "eval.epsilon 0.0 vs 0.2" in proc.stderr and len(proc.stderr.splitlines()) == 1
@@ -304,6 +315,35 @@ def test_compare_refuses_to_mix_evaluation_protocols_unless_asked(tmp_path):
     proc = compare(tmp_path, "env=frozenlake", "mix_protocols=true", "out=mixed")
     assert proc.returncode == 0, proc.stderr
     assert len(read_csv(tmp_path / "mixed" / "table.csv")) == 2
+
+
+def test_source_evaluate_refuses_results_scored_under_different_settings(tmp_path):
+    """compare.py source=evaluate tables evaluate.py's results: two results scored with
+    different episode caps (or epsilons) measure different things, so the table is refused
+    with the key that differs, as for training's own evaluations, until mix_protocols=true."""
+    for seed in (0, 1):
+        short_frozenlake(tmp_path, f"s{seed}", f"seed={seed}")
+
+    def score(seed: int, *args: str) -> None:
+        run = f"run={tmp_path}/outputs/s{seed}"
+        proc = run_cli("evaluate.py", run, "episodes=10", "logger=none", *args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    score(0)
+    score(1, "env.max_episode_steps=50")
+    proc = compare(tmp_path, "env=frozenlake", "source=evaluate", "out=cmp")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: source: "), proc.stderr
+    assert "env.max_episode_steps None vs 50" in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    proc = compare(tmp_path, "env=frozenlake", "source=evaluate", "mix_protocols=true", "out=mix")
+    assert proc.returncode == 0, proc.stderr
+    score(1, "epsilon=0.2")  # the newest result is the one compared
+    proc = compare(tmp_path, "env=frozenlake", "source=evaluate", "out=cmp")
+    assert proc.returncode == 2 and "eval.epsilon 0.0 vs 0.2" in proc.stderr, proc.stderr
+    score(1)
+    proc = compare(tmp_path, "env=frozenlake", "source=evaluate", "out=cmp")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_csv(tmp_path / "cmp" / "runs.csv")) == 2
 
 
 @pytest.mark.parametrize("policy, expected", [("all", {"best", "last"}), ("last", {"last"})])

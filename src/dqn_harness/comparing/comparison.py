@@ -128,13 +128,14 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
         if skipped:
             found += f"; {skipped} run dirs without a readable config"
         raise UsageError("filters", f"no runs match {where} under {_roots(roots)} ({found})")
-    if options.get("mix_protocols", "false").lower() not in ("true", "1", "yes"):
+    mix = options.get("mix_protocols", "false").lower() in ("true", "1", "yes")
+    if not mix:
         check_one_protocol(chosen)
     source = options.get("source", "train")
     if source not in SOURCES:
         raise UsageError("source", f"'{source}' is not one of {', '.join(SOURCES)}")
     if source == "evaluate":
-        chosen = with_evaluations(chosen, where, roots)
+        chosen = with_evaluations(chosen, where, roots, mix)
     for run in chosen:
         run.curve = read_metrics(run.path, EVAL_KEY)
         if budget is not None:
@@ -168,6 +169,7 @@ PROTOCOL_KEYS = (
     "env.full_action_space",
     "env.terminal_on_life_loss",
     "env.max_num_frames_per_episode",
+    "env.max_episode_steps",  # a cap on the episode caps its return (CartPole: 500)
     "env.noop_max",
 )
 
@@ -176,36 +178,60 @@ def check_one_protocol(runs: list[Run]) -> None:
     """Runs evaluated under different protocols make a table that compares the protocols as
     much as the agents: refused unless ``mix_protocols=true``. A run from before protocols had
     names counts as ``unrecorded``."""
-    kinds: dict[tuple[Any, ...], list[Run]] = {}
-    for run in runs:
-        signature = tuple(run.config.get(k, "unrecorded") for k in PROTOCOL_KEYS)
-        kinds.setdefault(signature, []).append(run)
-    if len(kinds) < 2:
-        return
-    first, second = list(kinds)[:2]
-    differ = [f"{k} {a} vs {b}" for k, a, b in zip(PROTOCOL_KEYS, first, second, strict=True)]
-    described = ", ".join(d for d, a, b in zip(differ, first, second, strict=True) if a != b)
-    counts = "; ".join(f"{sig[0]}: {len(rs)} runs" for sig, rs in kinds.items())
-    raise UsageError(
+    settings = [{k: run.config.get(k, "unrecorded") for k in PROTOCOL_KEYS} for run in runs]
+    refuse_mixed(
+        settings,
         "protocol",
-        f"the runs follow {len(kinds)} evaluation protocols ({counts}; {described}); compare "
-        "them apart (e.g. protocol.name=harness) or say mix_protocols=true",
+        "compare them apart (e.g. protocol.name=harness) or say mix_protocols=true",
     )
 
 
-def with_evaluations(runs: list[Run], where: str, roots: list[Path]) -> list[Run]:
+def evaluation_settings(run: Run, result: dict[str, Any]) -> dict[str, Any]:
+    """The ``PROTOCOL_KEYS`` an evaluate.py result was scored under: the result's own record
+    where it has one, else the run's config (evaluate.py plays the env the run trained on, and
+    refuses to change the keys it does not record). Not the protocol's name: a result scored
+    with ``epsilon=0.05`` names itself "harness, modified", and the settings are what decide."""
+    env = result.get("env", {})
+    own = {"eval.episodes": result.get("episodes"), "eval.epsilon": result.get("epsilon")}
+    own |= {f"env.{k}": v for k, v in env.items()}
+    return {
+        k: own[k] if k in own else run.config.get(k, "unrecorded")
+        for k in PROTOCOL_KEYS
+        if k != "protocol.name"
+    }
+
+
+def refuse_mixed(settings: list[dict[str, Any]], key: str, hint: str) -> None:
+    """One line naming the keys on which the first two kinds of settings differ, and how many
+    runs follow each kind; nothing when they are all alike."""
+    kinds: dict[tuple[Any, ...], int] = {}
+    for one in settings:
+        signature = tuple(one.items())
+        kinds[signature] = kinds.get(signature, 0) + 1
+    if len(kinds) < 2:
+        return
+    first, second = (dict(k) for k in list(kinds)[:2])
+    described = ", ".join(f"{k} {first[k]} vs {second[k]}" for k in first if first[k] != second[k])
+    counts = "; ".join(
+        f"{dict(sig).get('protocol.name', f'kind {i + 1}')}: {n} runs"
+        for i, (sig, n) in enumerate(kinds.items())
+    )
+    raise UsageError(
+        key, f"the runs follow {len(kinds)} evaluation protocols ({counts}; {described}); {hint}"
+    )
+
+
+def with_evaluations(runs: list[Run], where: str, roots: list[Path], mix: bool) -> list[Run]:
     """``source=evaluate``: each run's final return is its newest evaluate.py result (more
     episodes, a stated protocol) instead of training's last evaluation; runs without one are
-    left out, and runs scored under different protocols are refused."""
-    kept = []
-    protocols = set()
+    left out, and results scored under different protocols are refused unless ``mix``."""
+    kept, settings = [], []
     for run in runs:
         result = latest_evaluation(run.path)
         if result is None:
             continue
         run.summary = {**run.summary, "eval_return_mean": result["return_mean"]}
-        env = result.get("env", {})
-        protocols.add((result["episodes"], result["epsilon"], env.get("repeat_action_probability")))
+        settings.append(evaluation_settings(run, result))
         kept.append(run)
     if not kept:
         raise UsageError(
@@ -213,11 +239,11 @@ def with_evaluations(runs: list[Run], where: str, roots: list[Path]) -> list[Run
             f"no run matching {where} under {_roots(roots)} has an evaluate.py result "
             "(eval-*.json); run python evaluate.py run=<run dir> first",
         )
-    if len(protocols) > 1:
-        raise UsageError(
+    if not mix:
+        refuse_mixed(
+            settings,
             "source",
-            "the runs were evaluated under different protocols "
-            f"(episodes, epsilon, sticky): {sorted(protocols)}",
+            "re-score them alike (evaluate.py episodes=... epsilon=...) or say mix_protocols=true",
         )
     if len(kept) < len(runs):
         print(f"note: {len(runs) - len(kept)} runs have no evaluate.py result", file=sys.stderr)
