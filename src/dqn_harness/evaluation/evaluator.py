@@ -53,6 +53,7 @@ class Evaluator:
         self.count = 0
         self.last_step = -1  # agent step of the last evaluation
         self.last_mean: float | None = None
+        self.last_wall_s = 0.0  # seconds the last evaluation took, games and video
 
     def run(self, env_steps: int, policy: Policy) -> float:
         """Evaluate ``policy`` as of agent step ``env_steps``; returns the mean return."""
@@ -65,21 +66,23 @@ class Evaluator:
         self.last_step = env_steps
         mean = float(np.mean(returns))
         self.last_mean = mean
-        self.log(
-            {
-                "eval/return_mean": mean,
-                "eval/return_std": float(np.std(returns)),
-                "eval/episodes": float(len(returns)),
-                # what an evaluation costs: Atari games at epsilon 0.01 grow long as play
-                # improves (a close Pong game lasts several times a 21-0 loss), and so does
-                # the evaluation
-                "eval/length_mean": float(np.mean(lengths)),
-                "eval/wall_s": time.perf_counter() - start,
-            },
-            env_steps,
-        )
+        record = {
+            "eval/return_mean": mean,
+            "eval/return_std": float(np.std(returns)),
+            "eval/episodes": float(len(returns)),
+            # what an evaluation costs: Atari games at epsilon 0.01 grow long as play
+            # improves (a close Pong game lasts several times a 21-0 loss), and so does
+            # the evaluation
+            "eval/length_mean": float(np.mean(lengths)),
+        }
         if self.video is not None and self.video.due(self.count):
+            filmed = time.perf_counter()
             self.video.record(policy, env_steps, self.count)
+            record["eval/video_s"] = time.perf_counter() - filmed
+        # one clock for the whole evaluation, filmed episode included: the progress bar's
+        # "time left" and the training clock it keeps apart read this same figure
+        self.last_wall_s = record["eval/wall_s"] = time.perf_counter() - start
+        self.log(record, env_steps)
         return mean
 
     def close(self) -> None:

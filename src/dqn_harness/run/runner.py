@@ -14,7 +14,6 @@ is a method, so no closure captures objects built after it.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -274,9 +273,8 @@ class Runner:
 
     def evaluate(self, env_steps: int) -> None:
         self.learner.check_finite()
-        start = time.perf_counter()
         mean = self.evaluator.run(env_steps, self.learner.greedy)
-        self.progress.on_evaluation(time.perf_counter() - start, mean)
+        self.progress.on_evaluation(self.evaluator.last_wall_s, mean)
         self.decisions.after_evaluation(env_steps, mean)
 
     def save_weights(self, path: Path) -> None:

@@ -30,6 +30,7 @@ LOGGED_METRICS = (
     "eval/return_std",
     "eval/length_mean",
     "eval/wall_s",
+    "eval/video_s",
     "train/episode_return",
     "train/episode_length",
     "train/epsilon",
