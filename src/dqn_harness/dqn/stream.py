@@ -7,7 +7,9 @@ as SB3's keys of the same names and the data-efficient Atari work's "replay rati
 each batch with the agent step it was sampled at (``env_steps``, a plain int). That
 stamp is the clock of everything the update decides: the target sync, the logs, evaluations and
 checkpoints. Lightning fetches the next batch before running this one, so the collector's own
-count is already one batch ahead when an update runs; the stamp is not.
+count is already one batch ahead when an update runs; the stamp is not. With
+``gradient_steps > 1`` an update's batches share one stamp, so a cadence due at that agent step
+(an evaluation, a checkpoint) runs after the first of them, not after all of them.
 Iteration ends at ``total_steps`` agent steps or when a stop is requested (solved, Ctrl-C), which
 ends Lightning's single epoch cleanly. This is the first half of a DQN update; the second half
 (TD target, loss, optimizer step, target sync) is ``DQN.training_step`` in dqn/module.py.
