@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -204,10 +205,7 @@ def evaluation_settings(run: Run, result: dict[str, Any]) -> dict[str, Any]:
 def refuse_mixed(settings: list[dict[str, Any]], key: str, hint: str) -> None:
     """One line naming the keys on which the first two kinds of settings differ, and how many
     runs follow each kind; nothing when they are all alike."""
-    kinds: dict[tuple[Any, ...], int] = {}
-    for one in settings:
-        signature = tuple(one.items())
-        kinds[signature] = kinds.get(signature, 0) + 1
+    kinds = Counter(tuple(one.items()) for one in settings)
     if len(kinds) < 2:
         return
     first, second = (dict(k) for k in list(kinds)[:2])
