@@ -233,6 +233,57 @@ def test_allocator_tuning_takes_effect_on_glibc():
     assert int(before) >= 200 and int(after) <= int(before) // 5, out.stdout
 
 
+SUBNORMALS = """
+import sys, torch
+from dqn_harness.perf import flush_denormals
+torch.set_num_threads(2)
+if sys.argv[1] == "pool_first":
+    torch.ones(1 << 22).mul_(2)  # starts the OpenMP pool before the mode is set
+ok = flush_denormals(sys.argv[2] == "on")
+tiny = torch.finfo(torch.float32).tiny
+y = torch.full((1 << 22,), tiny) * 0.25  # all subnormal unless flushed, split across threads
+m = torch.zeros(1 << 16); m[0] = 1e-30
+for _ in range(200):  # Adam's first moment of a dead unit: m <- 0.9 m
+    m.mul_(0.9)
+print(ok, int((y == 0).sum()), y.numel(), float(m[0]) == 0.0)
+"""
+
+
+@pytest.mark.parametrize(
+    "order, mode, expect_ok, expect_flushed",
+    [
+        ("fresh", "on", "True", "all"),
+        ("fresh", "off", "False", "none"),
+        ("pool_first", "on", "None", "some"),  # what the probe is for: stale pool threads
+    ],
+)
+def test_flush_denormals_reaches_every_torch_thread_or_says_it_did_not(
+    order, mode, expect_ok, expect_flushed
+):
+    """perf.flush_denormals in a fresh process (the mode is per thread and inherited by the
+    threads a thread creates): set before torch's pool starts, every thread flushes a
+    subnormal result to zero, including a dead unit's decaying Adam moment; set after, the
+    pool's threads keep subnormals, and the function's probe reports it."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("FTZ/DAZ as tested here is x86's")
+    out = subprocess.run(
+        [sys.executable, "-c", SUBNORMALS, order, mode], capture_output=True, text=True, check=True
+    )
+    ok, flushed, total, moment_zero = out.stdout.split()
+    assert ok == expect_ok, out.stdout
+    flushed, total = int(flushed), int(total)
+    if expect_flushed == "all":
+        assert flushed == total and moment_zero == "True"
+    elif expect_flushed == "none":
+        assert flushed == 0 and moment_zero == "False"
+    else:
+        assert 0 < flushed < total, out.stdout
+
+
 def test_bf16_mixed_computes_in_bf16_but_keeps_fp32_weights_target_and_loss():
     """trainer.precision=bf16-mixed under a real Trainer: the networks' matrix work runs in
     bf16 (autocast), while the weights Adam updates, the TD target and the loss stay fp32, and

@@ -382,6 +382,33 @@ def test_gradient_steps_set_the_replay_ratio_of_a_real_run(tmp_path):
     assert int(adam_step) == s["grad_steps"]
 
 
+def test_flushing_subnormals_changes_no_weight_of_a_real_run(tmp_path):
+    """trainer.flush_denormal through train.py, two torch threads, on and off: the runner sets
+    the mode before torch's pool starts and summary.json records what its probe found (every
+    thread flushing, or none, never a mix). Off, the Adam state fills with subnormal first
+    moments (dead units decaying by 0.9 per update: what makes x86 slow); on, they are exact
+    zeros, and the weights of the two runs are bit-identical (flushed values are far below
+    anything that moves a weight)."""
+    tiny = torch.finfo(torch.float32).tiny
+    runs = {}
+    for flush in (True, False):
+        (tmp_path / str(flush)).mkdir()
+        proc, run_dir = short_cartpole(
+            tmp_path / str(flush), "trainer.threads=2", f"trainer.flush_denormal={flush}"
+        )
+        assert summary_of(run_dir)["flush_denormal"] is flush
+        assert "flush_denormal" not in proc.stderr
+        runs[flush] = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+
+    def subnormal(ck: dict) -> int:
+        moments = [s["exp_avg"] for s in ck["optimizer"]["state"].values()]
+        return sum(int(((m != 0) & (m.abs() < tiny)).sum()) for m in moments)
+
+    assert subnormal(runs[False]) > 0 and subnormal(runs[True]) == 0
+    for key, value in runs[True]["q_net"].items():
+        assert torch.equal(value, runs[False]["q_net"][key]), key
+
+
 def test_bf16_mixed_trains_or_falls_back_with_a_warning(tmp_path):
     from dqn_harness.perf import native_bf16
 

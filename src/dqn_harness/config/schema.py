@@ -139,6 +139,9 @@ class TrainerConfig:
     precision: str = one_of("32-true", "32-true", "bf16-mixed")
     channels_last: bool = False  # NHWC convolutions (oneDNN on CPU: ~13% faster Nature-CNN updates)
     threads: int | None = None  # torch CPU threads (None: 1 for mlp/tabular, torch's default else)
+    # subnormal floats read and written as zero on CPU (FTZ/DAZ): dead units' Adam moments decay
+    # through the subnormal range, where x86 is ~100x slower (perf.flush_denormals)
+    flush_denormal: bool = True
 
 
 @dataclass

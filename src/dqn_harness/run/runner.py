@@ -14,6 +14,7 @@ is a method, so no closure captures objects built after it.
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from dqn_harness.errors import Diverged
 from dqn_harness.evaluation import Evaluator
 from dqn_harness.evaluation.video import VideoRecorder
 from dqn_harness.files import save_atomic
-from dqn_harness.perf import cpu_threads, tune_allocator
+from dqn_harness.perf import cpu_threads, flush_denormals, tune_allocator
 from dqn_harness.run.cadences import Periodic
 from dqn_harness.run.checkpoint import (
     load_replay,
@@ -101,6 +102,15 @@ class Runner:
         seed_everything(cfg.seed)
         tune_allocator()
         torch.set_num_threads(cpu_threads(cfg))
+        # before anything starts torch's thread pool: its threads inherit the mode
+        self.flush_denormal = flush_denormals(cfg.trainer.flush_denormal)
+        if self.flush_denormal is not cfg.trainer.flush_denormal:
+            print(
+                f"warning: trainer.flush_denormal={cfg.trainer.flush_denormal} did not reach every "
+                "torch thread (their pool started first, or the CPU has no such mode); "
+                "summary.json's flush_denormal says what the threads do",
+                file=sys.stderr,
+            )
         self.stop.install()
         self.resume = read_resume(cfg, run_dir)
         self.decisions = Decisions(
@@ -239,6 +249,7 @@ class Runner:
                 "eval_return_mean": None if evaluator is None else evaluator.last_mean,
                 **self.decisions.summary(),
                 "evaluations": 0 if evaluator is None else evaluator.count,
+                "flush_denormal": getattr(self, "flush_denormal", None),
                 **extra,
                 "status": status,
             }
