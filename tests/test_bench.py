@@ -106,3 +106,59 @@ def test_train_throughput_times_env_pong_against_its_isolated_update_cycle():
     data = json.loads(lines[-1])
     assert len(data["harness_ms"]) == len(data["isolated_ms"]) == 1
     assert data["ratio"] == data["harness_ms"][0] / data["isolated_ms"][0] > 0
+
+
+def test_denormals_times_a_real_checkpoints_update_with_and_without_flushing(tmp_path):
+    """bench/denormals.py from a real env=pong checkpoint (100 updates): the CPU first, the
+    checkpoint's subnormal counts, both modes' parts and their ratios, and the flushed
+    processes' probe finding every thread flushing; a missing checkpoint is one line, exit 2."""
+    from .conftest import run_train
+
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "env=pong",
+        "total_steps=600",
+        "learning_starts=500",
+        "eval.every=100000",
+        "eval.episodes=1",
+        "logger=none",
+        "progress=false",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    bench = [sys.executable, str(ROOT / "experiments/bench/denormals.py")]
+    proc = subprocess.run(
+        bench
+        + ["--checkpoint", str(run_dir / "checkpoints" / "last.pt")]
+        + ["--updates", "2", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from dqn_harness.perf import cpu_description
+
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(cpu_description() + ": Nature-CNN update from ")
+    assert "(agent step 600)" in lines[0]
+    assert [x.split(":")[0].strip() for x in lines[1:4]] == [
+        "subnormal weights",
+        "subnormal exp_avg",
+        "subnormal exp_avg_sq",
+    ]
+    assert any(x.strip().startswith("off / flushed:") for x in lines)
+    assert not any("warning" in x for x in lines), lines
+    data = json.loads(lines[-1])
+    assert data["cpu"] == cpu_description()
+    assert data["subnormals"]["weights"][1] == data["subnormals"]["exp_avg"][1] > 1_000_000
+    for mode in ("false", "true"):
+        parts = data["median_ms"][mode]
+        assert all(parts[p] > 0 for p in ("forward", "backward", "clip", "adam"))
+        total = sum(parts[p] for p in ("forward", "backward", "clip", "adam"))
+        assert abs(parts["update"] - total) < 1e-6
+    missing = subprocess.run(
+        bench + ["--checkpoint", str(tmp_path / "nope.pt")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.strip() == f"error: --checkpoint: no such file: {tmp_path / 'nope.pt'}"

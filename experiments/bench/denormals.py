@@ -120,7 +120,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     a = parser.parse_args()
     if not Path(a.checkpoint).is_file():
-        sys.exit(f"error: --checkpoint: no such file: {a.checkpoint}")
+        print(f"error: --checkpoint: no such file: {a.checkpoint}", file=sys.stderr)
+        sys.exit(2)
     counts, env_steps = subnormals(a.checkpoint)
     runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     for r in range(a.repeats):
