@@ -9,18 +9,25 @@ import sys
 from .conftest import ROOT
 
 
-def test_update_cost_prints_flops_peak_and_ratios():
-    import torch
-
-    # --python: the same updates under another interpreter (here this one, to check the wiring)
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    """One benchmark script of experiments/bench/, as a user runs it; it must succeed."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments/bench/update_cost.py"), "--updates", "3"]
-        + ["--repeats", "1", "--python", sys.executable],
+        [sys.executable, str(ROOT / "experiments/bench" / script), *args],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def test_update_cost_prints_flops_peak_and_ratios():
+    import torch
+
+    # --python: the same updates under another interpreter (here this one, to check the wiring)
+    proc = run_bench(
+        "update_cost.py", "--updates", "3", "--repeats", "1", "--python", sys.executable
+    )
     lines = proc.stdout.splitlines()
     from dqn_harness.perf import cpu_description, native_bf16
 
@@ -62,14 +69,7 @@ def test_update_cost_prints_flops_peak_and_ratios():
 
 
 def test_switch_cost_runs_every_variant_through_the_harness_and_prints_ratios():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments/bench/switch_cost.py")]
-        + ["--steps", "60", "--warmup", "100", "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_bench("switch_cost.py", "--steps", "60", "--warmup", "100", "--repeats", "1")
     data = json.loads(proc.stdout.splitlines()[-1])
     med = data["median_sps"]
     assert set(med) == {
@@ -89,14 +89,10 @@ def test_train_throughput_times_env_pong_against_its_isolated_update_cycle():
     """Issue 24: the full harness within 1.2x of its isolated update cycle, measured in one
     command; checked here for what it prints (the CPU first, both sides, the ratio, the
     profile of the real loop), not for the timing."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments/bench/train_throughput.py"), "--preset", "pong"]
-        + ["--steps", "500", "--warmup", "500", "--repeats", "1", "--profile"],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_bench(
+        "train_throughput.py",
+        *("--preset", "pong", "--steps", "500", "--warmup", "500", "--repeats", "1", "--profile"),
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     from dqn_harness.perf import cpu_description
 
     lines = proc.stdout.splitlines()
@@ -127,16 +123,8 @@ def test_denormals_times_a_real_checkpoints_update_with_and_without_flushing(tmp
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    bench = [sys.executable, str(ROOT / "experiments/bench/denormals.py")]
-    proc = subprocess.run(
-        bench
-        + ["--checkpoint", str(run_dir / "checkpoints" / "last.pt")]
-        + ["--updates", "2", "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    checkpoint = str(run_dir / "checkpoints" / "last.pt")
+    proc = run_bench("denormals.py", "--checkpoint", checkpoint, "--updates", "2", "--repeats", "1")
     from dqn_harness.perf import cpu_description
 
     lines = proc.stdout.splitlines()
@@ -158,7 +146,10 @@ def test_denormals_times_a_real_checkpoints_update_with_and_without_flushing(tmp
         total = sum(parts[p] for p in ("forward", "backward", "clip", "adam"))
         assert abs(parts["update"] - total) < 1e-6
     missing = subprocess.run(
-        bench + ["--checkpoint", str(tmp_path / "nope.pt")], capture_output=True, text=True
+        [sys.executable, str(ROOT / "experiments/bench/denormals.py")]
+        + ["--checkpoint", str(tmp_path / "nope.pt")],
+        capture_output=True,
+        text=True,
     )
     assert missing.returncode == 2 and missing.stdout == ""
     assert missing.stderr.strip() == f"error: --checkpoint: no such file: {tmp_path / 'nope.pt'}"
