@@ -385,10 +385,15 @@ def test_gradient_steps_set_the_replay_ratio_of_a_real_run(tmp_path):
 def test_flushing_subnormals_changes_no_weight_of_a_real_run(tmp_path):
     """trainer.flush_denormal through train.py, two torch threads, on and off: the runner sets
     the mode before torch's pool starts and summary.json records what its probe found (every
-    thread flushing, or none, never a mix). Off, the Adam state fills with subnormal first
-    moments (dead units decaying by 0.9 per update: what makes x86 slow); on, they are exact
-    zeros, and the weights of the two runs are bit-identical (flushed values are far below
-    anything that moves a weight)."""
+    thread flushing, or none, never a mix). The two runs' weights are bit-identical (flushed
+    values are far below anything that moves a weight), and their Adam first moments differ
+    exactly where the unflushed run's are subnormal (dead units decaying by 0.9 per update:
+    what makes x86 slow), which the flushed run holds as exact zeros.
+
+    Whether 1,000 CartPole updates kill a unit early enough to reach the subnormal range
+    depends on the CPU's kernels (this machine's did; CI's on 2026-12-03 did not), so the test
+    asserts the exact correspondence, not a count; the flush itself is checked on a dead
+    unit's moment in every thread by test_dqn_unit's flush_denormals test."""
     tiny = torch.finfo(torch.float32).tiny
     runs = {}
     for flush in (True, False):
@@ -400,13 +405,19 @@ def test_flushing_subnormals_changes_no_weight_of_a_real_run(tmp_path):
         assert "flush_denormal" not in proc.stderr
         runs[flush] = load_checkpoint(run_dir / "checkpoints" / "last.pt")
 
-    def subnormal(ck: dict) -> int:
-        moments = [s["exp_avg"] for s in ck["optimizer"]["state"].values()]
-        return sum(int(((m != 0) & (m.abs() < tiny)).sum()) for m in moments)
-
-    assert subnormal(runs[False]) > 0 and subnormal(runs[True]) == 0
     for key, value in runs[True]["q_net"].items():
         assert torch.equal(value, runs[False]["q_net"][key]), key
+    on, off = (runs[f]["optimizer"]["state"] for f in (True, False))
+    assert on.keys() == off.keys()
+    for i in on:
+        m_on, m_off = on[i]["exp_avg"], off[i]["exp_avg"]
+        assert not ((m_on != 0) & (m_on.abs() < tiny)).any(), i
+        flushed = torch.where(m_off.abs() < tiny, torch.zeros_like(m_off), m_off)
+        assert torch.equal(m_on, flushed), i
+    print(
+        "subnormal first moments without flushing:",
+        sum(int(((s["exp_avg"] != 0) & (s["exp_avg"].abs() < tiny)).sum()) for s in off.values()),
+    )
 
 
 def test_bf16_mixed_trains_or_falls_back_with_a_warning(tmp_path):
