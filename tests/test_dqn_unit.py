@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dqn_harness.dqn.module import DQN
+from dqn_harness.dqn.module import DQN, clip_grad_norm
 from dqn_harness.nets import MLP, NatureCNN
 from dqn_harness.schedules import EpsilonSchedule, TargetSync
 
@@ -401,3 +401,27 @@ def test_bf16_updates_use_a_bf16_target_copy_made_again_only_after_a_sync():
         k for k in module.state_dict() if k.startswith(("q_net.", "target_net."))
     }
     assert module.frozen_target("cpu") is module.target_net  # outside autocast: fp32 itself
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3, float("nan")])
+def test_clip_grad_norm_is_torchs_bit_for_bit_and_leaves_unclipped_gradients_unwritten(scale):
+    """Our clip against torch's clip_grad_norm_ on the Nature CNN's real gradients, under,
+    around and over the limit and with a NaN; under it no gradient is written at all."""
+    torch.manual_seed(0)
+    nets = [NatureCNN(4, 6) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    for net in nets:
+        (net(obs).sum() * scale).backward()
+    norm = torch.nn.utils.get_total_norm([p.grad for p in nets[0].parameters()])
+    max_norm = 10.0
+    versions = [p.grad._version for p in nets[0].parameters()]
+    ours = clip_grad_norm(list(nets[0].parameters()), max_norm)
+    theirs = torch.nn.utils.clip_grad_norm_(nets[1].parameters(), max_norm)
+    assert torch.equal(ours, theirs) or (ours.isnan() and theirs.isnan())
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(a.grad.view(-1).view(torch.int32), b.grad.view(-1).view(torch.int32))
+    written = [p.grad._version != v for p, v in zip(nets[0].parameters(), versions, strict=True)]
+    clipped = not bool(norm + 1e-6 <= max_norm)
+    assert all(written) if clipped else not any(written)
+    assert clipped == (scale != 1e-3), f"norm {float(norm):.3g}: the cases must cover both sides"
