@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from dqn_harness.dqn.module import DQN, clip_grad_norm
+from dqn_harness.dqn.clip import clip_grad_norm
+from dqn_harness.dqn.module import DQN
 from dqn_harness.nets import MLP, NatureCNN
 from dqn_harness.schedules import EpsilonSchedule, TargetSync
 

@@ -20,8 +20,10 @@ cost that matters for training is per *agent step*: (update + train_freq acting 
 train_freq.
 
 Variants:
-- default: per-tensor Adam, NCHW, glibc's allocator thresholds (a single-file DQN's settings);
-- harness fp32: fused Adam, NHWC, ``tune_allocator`` (``trainer.precision=32-true``, today);
+- default: per-tensor Adam, NCHW, glibc's allocator thresholds, torch's ``clip_grad_norm_``
+  (a single-file DQN's settings);
+- harness fp32: fused Adam, NHWC, ``tune_allocator``, the update's own gradient clip
+  (``dqn_harness.dqn.clip``: no rescale when under the limit) (``trainer.precision=32-true``);
 - bf16 update (74f65d5): the update under ``torch.autocast("cpu", torch.bfloat16)`` with fp32
   master weights, TD target and loss (``trainer.precision=bf16-mixed``) as it was until
   2026-12-01: frames uint8 -> fp32 -> /255 -> NHWC -> bf16, the fp32 target net cast per update;
@@ -51,7 +53,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from dqn_harness.perf import cpu_description, native_bf16  # noqa: E402
 
-HARNESS = dict(fused=True, channels_last=True, allocator=True)
+HARNESS = dict(fused=True, channels_last=True, allocator=True, harness_clip=True)
 VARIANTS: dict[str, dict] = {
     "default": dict(fused=False, channels_last=False, allocator=False),
     "harness fp32": dict(HARNESS),
@@ -76,6 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from dqn_harness.nets import NatureCNN
+from dqn_harness.dqn.clip import clip_grad_norm
 torch.manual_seed(0)
 B, K = opts.get("batch", 32), opts.get("train_freq", 4)
 obs = torch.randint(0, 256, (B, 4, 84, 84), dtype=torch.uint8)
@@ -92,6 +95,7 @@ target = copy.deepcopy(net)
 if opts.get("half_target"):  # what DQN.frozen_target hands the update under bf16 autocast
     target = target.to(torch.bfloat16)
 opt = torch.optim.Adam(net.parameters(), lr=1e-4, eps=1e-8, fused=opts["fused"])
+params = list(net.parameters())
 one = obs[:1].clone()
 bf16 = lambda on: torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()
 online, frozen = net, target
@@ -106,7 +110,10 @@ def update():
         loss = F.smooth_l1_loss(q, y)
     opt.zero_grad()
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+    if opts.get("harness_clip"):  # the update's own clip (no rescale when under the limit)
+        clip_grad_norm(params, 10.0)
+    else:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
     opt.step()
 
 def acting():
