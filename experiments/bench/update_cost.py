@@ -113,7 +113,7 @@ def update():
     if opts.get("harness_clip"):  # the update's own clip (no rescale when under the limit)
         clip_grad_norm(params, 10.0)
     else:
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+        torch.nn.utils.clip_grad_norm_(params, 10.0)
     opt.step()
 
 def acting():

@@ -189,8 +189,9 @@ class DQN(pl.LightningModule):
         optimizer.zero_grad()  # type: ignore[union-attr]
         self.manual_backward(loss)
         if self.max_grad_norm is not None:
-            # the fp32 master gradients (no loss scaler in 32-true or bf16-mixed), clipped by
-            # torch itself: Lightning's mixed-precision plugin refuses to clip for a fused Adam
+            # the fp32 master gradients (no loss scaler in 32-true or bf16-mixed), clipped here
+            # with torch's norm and rescale (dqn.clip), not by Lightning: its mixed-precision
+            # plugin refuses to clip for a fused Adam
             clip_grad_norm(list(self.q_net.parameters()), self.max_grad_norm)
         optimizer.step()  # type: ignore[union-attr]
 
