@@ -62,7 +62,7 @@ def load_checkpoint(path: Path, env_steps: int | None = None) -> dict:
     """A best/last weights file, loaded and checked: its keys, its agent step, finite weights."""
     import torch
 
-    data = torch.load(path, map_location="cpu", weights_only=False)
+    data = torch.load(path, map_location="cpu", weights_only=True)
     dqn = {"q_net", "target_net", "optimizer", "grad_steps", "env_steps", "config"}
     tabular = {"states", "values", "env_steps", "config"}
     assert dqn <= set(data) or tabular <= set(data), sorted(data)

@@ -90,7 +90,7 @@ def test_old_target_sync_key_and_checkpoints_name_the_new_key(tmp_path):
     run_dir = next((tmp_path / "outputs").iterdir())
     for name in ("state.pt", "best.pt"):  # as the harness wrote them before the move
         path = run_dir / "checkpoints" / name
-        data = torch.load(path, weights_only=False)
+        data = torch.load(path, weights_only=True)
         data["config"]["schedule"]["target_sync"] = data["config"]["algo"].pop("target_sync")
         torch.save(data, path)
     proc = run_train(f"resume={run_dir}", cwd=tmp_path)

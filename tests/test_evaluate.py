@@ -58,7 +58,7 @@ def test_tabular_result_equals_a_recomputation_and_is_logged(runs):
     from dqn_harness.scoring.protocol import Protocol, scoring_config
     from dqn_harness.tabular.qtable import QTable
 
-    weights = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=False)
+    weights = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     table = QTable(4)
     table.load_state_dict(weights)
     cfg = scoring_config(weights["config"], Protocol())
@@ -133,7 +133,7 @@ def test_dqn_protocol_caps_episodes_and_compare_reads_it(runs):
     # recompute with the saved network
     from dqn_harness.scoring.protocol import Protocol, load_policy, scoring_config
 
-    weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     cfg = scoring_config(weights["config"], Protocol(env={"max_episode_steps": 40}))
     env = make_vec_env(cfg.env, 2)
     policy = load_policy(cfg, weights, 2, env.single_observation_space)

@@ -330,7 +330,7 @@ def assert_switches_took_effect(run_dir, expected: dict) -> None:
     config = json.loads((run_dir / "config.json").read_text())
     for key, default in DEFAULTS.items():
         assert config[key] == expected.get(key, default), (key, config[key])
-    weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["q_net"]
+    weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["q_net"]
     dueling = any(".advantage." in k for k in weights) and any(".value." in k for k in weights)
     assert dueling == expected.get("model.dueling", False), sorted(weights)
     replay = np.load(next((run_dir / "checkpoints").glob("replay-*.npz")))
@@ -394,7 +394,7 @@ def test_rainbow_lite_on_atari_frames_with_vector_envs(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["env.backend"] == "ale_vector" and config["model.name"] == "nature_cnn"
     assert_switches_took_effect(run_dir, EXPECTED["rainbow_lite"])
-    weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["q_net"]
+    weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["q_net"]
     assert weights["trunk.0.weight"].shape == (32, 4, 8, 8)  # the CNN saw 4-frame stacks
     evals = [v for _, v in read_metrics(run_dir, "eval/return_mean")]
     assert evals and all(-21 <= v <= 21 and v == int(v) for v in evals)  # whole Pong scores

@@ -34,7 +34,7 @@ def start(run_dir: Path, *args: str) -> subprocess.Popen:
 
 
 def state_of(run_dir: Path) -> dict:
-    return torch.load(run_dir / "checkpoints" / "state.pt", weights_only=False)
+    return torch.load(run_dir / "checkpoints" / "state.pt", weights_only=True)
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:

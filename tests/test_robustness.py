@@ -40,7 +40,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_finite_checkpoints(tmp_path):
     named = int(errors[0].split("agent step ")[1].split(" ")[0].replace(",", ""))
     assert summary["env_steps"] - 1 <= named <= summary["env_steps"], (named, summary)
     # the last checkpoint predates the divergence: its weights are finite
-    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert 600 <= state["env_steps"] < summary["env_steps"]
     assert all(torch.isfinite(t).all() for t in state["q_net"].values())
 

@@ -46,7 +46,7 @@ def short_cartpole(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProc
 def load_checkpoint_state(run_dir: Path) -> dict:
     import torch
 
-    return torch.load(run_dir / "checkpoints" / "state.pt", weights_only=False)
+    return torch.load(run_dir / "checkpoints" / "state.pt", weights_only=True)
 
 
 def metrics_of(run_dir: Path) -> list[dict]:

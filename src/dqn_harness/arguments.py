@@ -15,3 +15,11 @@ def key_values(argv: list[str], example: str) -> list[tuple[str, str]]:
             raise UsageError(arg, f"expected key=value (e.g. {example})")
         pairs.append((key, value))
     return pairs
+
+
+def bool_option(options: dict[str, str], key: str, default: bool = False) -> bool:
+    """A ``key=true|false`` option (``default`` when absent); anything else is refused."""
+    value = options.get(key, str(default)).lower()
+    if value not in ("true", "false"):
+        raise UsageError(key, f"expects true or false, got '{value}'")
+    return value == "true"

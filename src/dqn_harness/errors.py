@@ -8,6 +8,9 @@ as one ``error: <key>: <problem>`` line and exits 2, whichever step raised it.
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class UsageError(ValueError):
     """Bad input from the user: ``key`` names what to fix, ``problem`` says what is wrong.
@@ -38,3 +41,21 @@ class Diverged(RuntimeError):
         )
         self.env_steps = env_steps
         self.grad_steps = grad_steps
+
+
+class DiskFull(OSError):
+    """A write failed for lack of space: which file, and how much space is left.
+
+    Raised by the harness's own writers (``files.save_atomic``, the metrics log) in place of
+    the bare ``OSError(ENOSPC)``, whose message names neither. The run that gets it stops, says
+    so in one line with the last complete checkpoint, and leaves every complete file as it was.
+    """
+
+    def __init__(self, path: Path, free_bytes: int | None) -> None:
+        free = "" if free_bytes is None else f" ({free_bytes / 1e6:.1f} MB free)"
+        super().__init__(errno.ENOSPC, f"no space left on device writing {path}{free}")
+        self.path = path
+        self.free_bytes = free_bytes
+
+    def __str__(self) -> str:
+        return str(self.strerror)

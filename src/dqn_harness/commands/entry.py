@@ -2,7 +2,8 @@
 
 It owns what every command would otherwise write for itself: ``-h``/``--help`` prints the
 command's usage and exits 0; a :class:`UsageError` from any step (parsing, loading, scoring,
-writing) is one ``error: <key>: <problem>`` line and exit 2, without a traceback; Ctrl-C is
+writing) is one ``error: <key>: <problem>`` line and exit 2, without a traceback, and so is a
+full disk (``error: disk: no space left on device writing <file> (<n> MB free)``); Ctrl-C is
 exit 130. Each command is then a function ``argv -> exit code`` that raises for bad input.
 """
 
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Callable
 
 from dqn_harness.errors import UsageError
+from dqn_harness.files import as_disk_full, is_disk_full
 
 HELP_FLAGS = ("-h", "--help")
 
@@ -35,6 +37,10 @@ def entry(command: Callable[[list[str]], int], usage: str, argv: list[str]) -> i
         return command(argv)
     except UsageError as exc:
         return fail(exc)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        return fail(UsageError("disk", str(as_disk_full(exc))))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

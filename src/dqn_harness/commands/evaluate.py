@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dqn_harness.arguments import key_values
+from dqn_harness.arguments import bool_option, key_values
 from dqn_harness.commands.entry import entry
 from dqn_harness.errors import UsageError
 
@@ -28,6 +28,7 @@ OPTIONS = (
     "num_envs",
     "video",
     "logger",
+    "trust_checkpoint",
 )
 CONF = Path(__file__).resolve().parents[3] / "conf"  # the repository's conf/ (protocol presets)
 
@@ -36,8 +37,11 @@ usage: python evaluate.py run=<run dir> [checkpoint=best|last|<file>]
          [protocol=harness|nature|machado|atari100k] [episodes=N] [epsilon=E]
          [seed=S] [num_envs=N] [video=N] [logger=wandb|none]
          [env.repeat_action_probability=P] [env.max_episode_steps=N] [env.noop_max=N]
+         [trust_checkpoint=true]
        python evaluate.py checkpoint=<file>
 
+A .pt is loaded as data only (tensors, numbers, strings); one that holds more, which loading
+would let run code, is refused unless trust_checkpoint=true says you trust the file.
 Scores a checkpoint with the config it was trained with (only the protocol may change) and
 writes eval-<checkpoint>-<timestamp>.json into the run dir. README "Evaluating a checkpoint".
 """
@@ -131,7 +135,7 @@ def evaluate_command(argv: list[str]) -> int:
 
     register_configs()
     path, run_dir = scored_run(options)
-    weights = load_weights(path)
+    weights = load_weights(path, bool_option(options, "trust_checkpoint"))
     if "run" in options and options.get("checkpoint", "best") not in ("best", "last"):
         check_same_env(run_dir, weights["config"])
     cfg = scoring_config(weights["config"], protocol)

@@ -7,20 +7,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dqn_harness.arguments import key_values
+from dqn_harness.arguments import bool_option, key_values
 from dqn_harness.commands.entry import entry
 from dqn_harness.errors import UsageError
 
 USAGE = """\
 usage: python export.py run=<run dir> out=<new dir> [checkpoint=best|last] [video=true|false]
-         [repo_id=<user>/<name>]
+         [repo_id=<user>/<name>] [trust_checkpoint=true]
 
 Writes a self-contained model folder (model.safetensors, config.json, eval.json, a model card
 README.md, replay.gif); `python evaluate.py checkpoint=<dir>` scores it; repo_id= pushes it to
 the Hugging Face Hub (a token from `huggingface-cli login` or HF_TOKEN). README "Comparing with
 papers".
 """
-OPTIONS = ("run", "out", "checkpoint", "video", "repo_id")
+OPTIONS = ("run", "out", "checkpoint", "video", "repo_id", "trust_checkpoint")
 
 
 def export_command(argv: list[str]) -> int:
@@ -31,9 +31,8 @@ def export_command(argv: list[str]) -> int:
     for key in ("run", "out"):
         if not options.get(key):
             raise UsageError(key, f"give {key}=<dir>")
-    video = options.get("video", "true").lower()
-    if video not in ("true", "false"):
-        raise UsageError("video", f"expects true or false, got '{video}'")
+    video = bool_option(options, "video", default=True)
+    trust = bool_option(options, "trust_checkpoint")
     from dqn_harness.config import register_configs
     from dqn_harness.scoring.export import export_run, push
     from dqn_harness.scoring.protocol import (
@@ -47,10 +46,10 @@ def export_command(argv: list[str]) -> int:
     register_configs()
     run_dir = Path(options["run"]).absolute()
     path = checkpoint_path(run_dir, options.get("checkpoint", "best"))
-    weights = load_weights(path)
+    weights = load_weights(path, trust)
     out = Path(options["out"]).absolute()
     files = export_run(run_dir, path, weights, out)
-    if video == "true":
+    if video:
         files.append(film_export(out, scoring_config(weights["config"], Protocol()), weights))
     print(f"exported {path.name} ({int(weights['env_steps']):,} agent steps) to {out}:")
     for file in sorted(set(files)):

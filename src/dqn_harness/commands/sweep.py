@@ -86,6 +86,8 @@ def sweep_command(argv: list[str], root: Path) -> int:
         code = work(plan, 0, progress=True, printer=True)
     else:
         code = run_workers(plan, plan.train_args, storage, study)
+    if code == 2:  # a full disk: the line is out, and the report could not be written either
+        return code
     print(write_report(study, plan))
     return code
 

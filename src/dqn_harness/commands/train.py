@@ -10,6 +10,7 @@ of exiting, so one failure does not end the grid.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import tempfile
 import traceback
@@ -32,6 +33,7 @@ from dqn_harness.commands.multirun import (
 from dqn_harness.commands.suites import expand_suite
 from dqn_harness.config import compose_config, register_configs, validate, with_sweep_presets
 from dqn_harness.errors import UsageError
+from dqn_harness.files import free_bytes, is_disk_full
 from dqn_harness.run.resume import (
     auto_resume_argv,
     drop_empty_run_dir,
@@ -141,11 +143,17 @@ def finish_multirun(argv: list[str], launcher_code: int) -> int:
     return report(argv, jobs, launcher_code)
 
 
+# Space a run needs before its first step: Hydra's own config files (~6 KB) and the harness's
+# config.json and first metrics, with room to spare. Below it Hydra would fail with a traceback.
+MIN_FREE_BYTES = 64 * 1024
+
+
 def check_writable(key: str, path: Path) -> None:
     """Fail before Hydra or W&B try to create ``path`` (they would fail with a traceback).
 
     Probes by creating a file in the nearest existing ancestor: permission bits alone say
-    nothing for root or on a read-only mount.
+    nothing for root or on a read-only mount. A disk with less than ``MIN_FREE_BYTES`` left is
+    refused too: Hydra writes its config files there before the run starts.
     """
     probe = path.absolute()
     while not probe.exists():
@@ -156,7 +164,12 @@ def check_writable(key: str, path: Path) -> None:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as exc:
+        if is_disk_full(exc):
+            raise UsageError(key, f"no space left on device at {path} (0.0 MB free)") from None
         raise UsageError(key, f"cannot write to {path} ({exc.strerror or exc})") from None
+    free = free_bytes(probe)
+    if free is not None and free < MIN_FREE_BYTES:
+        raise UsageError(key, f"no space left on device at {path} ({free / 1e6:.1f} MB free)")
 
 
 def run_job(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -174,8 +187,11 @@ def run_job(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         drop_empty_run_dir(run_dir)
         fail(exc)
         return {"status": "rejected", "exit_code": 2, "error": str(exc), "run_dir": None}
-    print(describe(summary, run_dir))
-    if summary.get("error"):
+    if "env_steps" in summary:  # a run that got as far as its summary
+        print(describe(summary, run_dir))
+    if summary.get("error") and summary["status"] != "diverged":  # it says it all (disk full)
+        print(f"error: {summary['error']}", file=sys.stderr)
+    elif summary.get("error"):
         checkpoint = f"; checkpoints keep the last finite weights: {summary['checkpoint']}"
         print(
             f"error: {summary['error']}{checkpoint if summary.get('checkpoint') else ''}",
@@ -190,6 +206,9 @@ def run_job(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def train_main(cfg: DictConfig) -> None:
+    # A log record that cannot be written (train.log on a full disk) is dropped, not printed
+    # as a traceback: the run says what went wrong in its own one line.
+    logging.raiseExceptions = False
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:

@@ -193,6 +193,9 @@ class Config:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     suite: SuiteConfig = field(default_factory=SuiteConfig)
     resume: str | None = None  # a run dir to continue from its checkpoint, or auto (README)
+    # resume= from a state.pt that holds more than tensors and plain data (an older harness's):
+    # loading it runs code from the file, so only for a file you trust; never inherited
+    trust_checkpoint: bool = False
     seed: int = 0
     total_steps: int = 1_000_000  # agent env steps (an Atari agent step is frame_skip frames)
     batch_size: int = 32

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium.vector import VectorEnv
 
+from dqn_harness.envs import make_vec_env
 from dqn_harness.evaluation.play import evaluate
 from dqn_harness.policy import Policy
 
@@ -104,3 +106,38 @@ class Evaluator:
         self.last_mean = state["last_mean"]
         self.rng.bit_generator.state = state["rng"]
         self.seed = state["seed"]
+
+
+# Offsets of the evaluation and video seeds from the run's: no training episode is replayed.
+EVAL_SEED, VIDEO_SEED = 10_000, 20_000
+
+
+def training_evaluator(
+    cfg: Any,
+    run_dir: Path,
+    log: Callable[[dict[str, float], int], None],
+    log_video: Callable[[Path, int, float], None],
+) -> Evaluator:
+    """The evaluator a training run's config asks for: ``eval.*`` on its own env (whole games,
+    seeded apart from training), filming into ``<run dir>/videos`` when ``eval.video``."""
+    from dqn_harness.evaluation.video import VideoRecorder  # PIL only when filming
+
+    video = None
+    if cfg.eval.video:
+        video = VideoRecorder(
+            env_cfg=cfg.env,
+            out_dir=run_dir / "videos",
+            every=cfg.eval.video_every,
+            epsilon=cfg.eval.epsilon,
+            seed=cfg.seed + VIDEO_SEED,
+            log_video=log_video,
+        )
+    return Evaluator(
+        # no more envs than episodes: an env without an episode to play would idle
+        env=make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes), training=False),
+        episodes=cfg.eval.episodes,
+        epsilon=cfg.eval.epsilon,
+        seed=cfg.seed + EVAL_SEED,
+        log=log,
+        video=video,
+    )

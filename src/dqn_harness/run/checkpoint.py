@@ -16,13 +16,15 @@ transition out of its last frame, so nothing is bootstrapped across the gap).
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import random
 import sys
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ from omegaconf import OmegaConf
 from dqn_harness.config.schema import MOVED_KEYS
 from dqn_harness.dotted import lookup
 from dqn_harness.errors import UsageError
-from dqn_harness.files import save_atomic, write_text_atomic
+from dqn_harness.files import read_jsonl, save_atomic, write_text_atomic
 
 STATE_FILE = "state.pt"
 # Bumped when the layout of state.pt changes; older checkpoints are refused in one line.
@@ -54,18 +56,46 @@ META = "meta"  # the npz entry holding a replay state's non-array leaves, as JSO
 
 
 def rng_states() -> dict[str, Any]:
-    """The global generators (Python, NumPy, torch); components keep their own in their state."""
+    """The global generators (Python, NumPy, torch); components keep their own in their state.
+
+    Plain data only (ints, lists, tensors), so ``state.pt`` loads with ``weights_only=True``:
+    NumPy's state is its dict form with the 624-word key as a list, not the legacy tuple that
+    carries an ``ndarray`` (which unpickles through NumPy's reconstruct, a global torch's safe
+    loader refuses)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"] = {
+        "key": [int(k) for k in numpy_state["state"]["key"]],
+        "pos": int(numpy_state["state"]["pos"]),
+    }
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": numpy_state,
         "torch": torch.get_rng_state(),
     }
 
 
 def restore_rng(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    numpy_state = states["numpy"]
+    if isinstance(numpy_state, dict):
+        numpy_state = {
+            **numpy_state,
+            "state": {
+                "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32),
+                "pos": numpy_state["state"]["pos"],
+            },
+        }
+    np.random.set_state(numpy_state)  # a trusted older checkpoint's legacy tuple as saved
     torch.set_rng_state(states["torch"])
+
+
+def torch_save(obj: Any, f: BinaryIO) -> None:
+    """``torch.save`` through memory, then one plain write: torch's zip writer turns a failed
+    write (a full disk) into a RuntimeError ("unexpected pos"); a plain write raises the
+    OSError that says what happened."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    f.write(buffer.getbuffer())
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> tuple[dict[str, np.ndarray], dict]:
@@ -128,33 +158,70 @@ def load_replay(path: Path, load_state_dict: Callable[[Mapping[str, Any]], None]
 
 
 def write_state(state: dict[str, Any], ckpt_dir: Path, replay: dict[str, Any] | None) -> None:
-    """state.pt (and the replay file when ``replay``, a buffer's state, is given), kill-safe."""
+    """state.pt (and the replay file when ``replay``, a buffer's state, is given), kill-safe.
+
+    If state.pt cannot be written (a full disk), the new replay file, which nothing names yet,
+    is removed again: the previous checkpoint stays whole and the space is given back."""
     old = sorted(ckpt_dir.glob("replay-*.npz"))
     state = {"format": FORMAT, **state}
     state["replay_file"] = save_replay(replay, ckpt_dir, state["env_steps"]) if replay else None
-    save_atomic(state, ckpt_dir / STATE_FILE, torch.save)
+    try:
+        save_atomic(state, ckpt_dir / STATE_FILE, torch_save)
+    except BaseException:
+        new = ckpt_dir / state["replay_file"] if state["replay_file"] else None
+        if new is not None and new not in old:
+            new.unlink(missing_ok=True)
+        raise
     for path in old:
         if path.name != state["replay_file"]:
             path.unlink(missing_ok=True)
 
 
-def read_checkpoint(path: Path, key: str, kind: str) -> dict[str, Any]:
+TRUST_KEY = "trust_checkpoint"
+
+
+def read_checkpoint(path: Path, key: str, kind: str, trust: bool = False) -> dict[str, Any]:
     """A file this harness saved (``state.pt``, ``best.pt``, ``last.pt``), or a one-line
-    UsageError under ``key`` saying it is corrupt or not ours."""
+    UsageError under ``key`` saying it is corrupt, not ours, or holds code.
+
+    Read with ``weights_only=True``: tensors, numbers, strings, lists and dicts, and nothing
+    that runs code while it loads (what the harness writes is only that). A file that needs
+    more (a pickled object: a crafted file, or one written by an older harness) is refused with
+    the switch that loads it anyway, ``trust_checkpoint=true``, for files the user trusts.
+    """
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 (truncated zip, unpickling errors, ...)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        data = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        if trust or "GLOBAL" not in str(exc):  # not a refused global: a broken file
+            raise UsageError(key, f"checkpoint {path} is corrupt ({_reason(exc)})") from None
         raise UsageError(
-            key, f"checkpoint {path} is corrupt or truncated ({reason[:120]})"
+            key,
+            f"{path} holds more than tensors and plain data ({_reason(exc)}), and loading it "
+            f"would run code from the file; if you trust where it came from (a checkpoint of "
+            f"an older dqn-harness), add {TRUST_KEY}=true",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 (truncated zip, a file of another kind, ...)
+        raise UsageError(
+            key, f"checkpoint {path} is corrupt or truncated ({_reason(exc)})"
         ) from None
     if not isinstance(data, dict) or "config" not in data or "env_steps" not in data:
         raise UsageError(key, f"{path} is not a dqn-harness {kind} checkpoint")
     return data
 
 
-def load_state(run_dir: Path) -> dict[str, Any]:
-    """The saved state of a run, or a UsageError saying why it cannot be resumed."""
+def _reason(exc: BaseException) -> str:
+    """The first informative line of a load error, short (torch's weights-only message is a
+    page of advice; the line that names the refused global is the one to keep)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    text = (named or lines or [type(exc).__name__])[0]
+    text = text.replace("WeightsUnpickler error: ", "")
+    return text.split(" was not an allowed global")[0][:160]
+
+
+def load_state(run_dir: Path, trust: bool = False) -> dict[str, Any]:
+    """The saved state of a run, or a UsageError saying why it cannot be resumed (``trust``:
+    ``trust_checkpoint=true``, see :func:`read_checkpoint`)."""
     if not run_dir.is_dir():
         raise UsageError("resume", f"no run directory at {run_dir}")
     path = run_dir / "checkpoints" / STATE_FILE
@@ -162,7 +229,7 @@ def load_state(run_dir: Path) -> dict[str, Any]:
         raise UsageError(
             "resume", f"no checkpoint at {path} (the run stopped before its first checkpoint)"
         )
-    state = read_checkpoint(path, "resume", "run")
+    state = read_checkpoint(path, "resume", "run", trust)
     for old, new in MOVED_KEYS.items():
         if lookup(state["config"], old) is not None:
             raise UsageError(
@@ -199,14 +266,13 @@ def check_compatible(config: dict[str, Any], saved: dict[str, Any]) -> None:
 
 
 def trim_metrics(run_dir: Path, env_steps: int) -> None:
-    """Drop records logged after the checkpoint: the resumed run logs those steps again."""
+    """Drop records logged after the checkpoint: the resumed run logs those steps again. A torn
+    last line (a kill or a full disk mid-write) is dropped too, with a warning."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return
     kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("env_steps", 0) <= env_steps
+        json.dumps(record) for record in read_jsonl(path) if record.get("env_steps", 0) <= env_steps
     ]
     write_text_atomic(path, "\n".join(kept) + "\n" if kept else "")
 
@@ -215,7 +281,7 @@ def read_resume(cfg: Any, run_dir: Path) -> dict[str, Any] | None:
     """The checkpoint ``resume=`` names, checked against this config; metrics trimmed to it."""
     if not cfg.resume:
         return None
-    state = load_state(Path(cfg.resume))
+    state = load_state(Path(cfg.resume), bool(cfg.trust_checkpoint))
     check_compatible(OmegaConf.to_container(cfg, resolve=True), state["config"])  # type: ignore[arg-type]
     if state["replay_file"] is None and cfg.algo.name == "dqn":
         print(

@@ -19,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from dqn_harness.errors import UsageError
 from dqn_harness.run.checkpoint import STATE_FILE, load_state
 
-RESUME_OWNED = ("resume=", "hydra.run.dir=", "run_name=")
+# Arguments a resumed run takes from the new command line only: trust_checkpoint=true vouches for
+# the file read now, not for whatever a later resume finds there.
+RESUME_OWNED = ("resume=", "hydra.run.dir=", "run_name=", "trust_checkpoint=")
 
 
 def auto_resume_argv(argv: list[str]) -> list[str]:
@@ -79,7 +81,7 @@ def resolve_auto_resume(
         if found is None:
             cfg.resume = None
             return cfg, run_dir
-        state = load_state(found)
+        state = load_state(found, bool(cfg.trust_checkpoint))
         cfg.resume = str(found)
         cfg.run_name = state["config"]["run_name"]
     print(f"resume=auto: continuing {found} from agent step {state['env_steps']:,}")
@@ -99,7 +101,7 @@ def resume_argv(argv: list[str]) -> tuple[list[str], dict[str, Any] | None]:
     if not given or given[-1] in ("resume=", "resume=null"):
         return argv, None
     run_dir = Path(given[-1].split("=", 1)[1]).absolute()
-    state = load_state(run_dir)  # missing dir or checkpoint, corrupt file: UsageError
+    state = load_state(run_dir, trusted(argv))  # missing, corrupt or unsafe: UsageError
     saved_file = run_dir / ".hydra" / "overrides.yaml"
     if not saved_file.exists():
         raise UsageError("resume", f"{run_dir} is not a train.py run directory (no .hydra/)")
@@ -108,11 +110,19 @@ def resume_argv(argv: list[str]) -> tuple[list[str], dict[str, Any] | None]:
     argv = [
         *saved,
         *new,
+        *[a for a in argv if a.startswith("trust_checkpoint=")],
         f"resume={run_dir}",
         f"hydra.run.dir={run_dir}",
         f"run_name={state['config']['run_name']}",
     ]
     return argv, state
+
+
+def trusted(argv: list[str]) -> bool:
+    """Whether the command line says ``trust_checkpoint=true`` (read before Hydra composes:
+    the checkpoint is loaded to find the run's arguments)."""
+    given = [a.split("=", 1)[1].lower() for a in argv if a.startswith("trust_checkpoint=")]
+    return bool(given) and given[-1] in ("true", "1", "yes", "on")
 
 
 def drop_empty_run_dir(run_dir: Path) -> None:

@@ -26,8 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from dqn_harness.collector import Collector
 from dqn_harness.envs import make_vec_env, reward_threshold
 from dqn_harness.errors import Diverged
-from dqn_harness.evaluation import Evaluator
-from dqn_harness.evaluation.video import VideoRecorder
+from dqn_harness.evaluation.evaluator import training_evaluator
 from dqn_harness.files import save_atomic
 from dqn_harness.perf import cpu_threads, flush_denormals, tune_allocator
 from dqn_harness.run.cadences import Periodic
@@ -36,18 +35,17 @@ from dqn_harness.run.checkpoint import (
     read_resume,
     restore_rng,
     rng_states,
+    torch_save,
     write_state,
 )
 from dqn_harness.run.decisions import BEST, LAST, Decisions
+from dqn_harness.run.disk import disk_full_outcome, tolerate_full_disk
 from dqn_harness.run.learners import make_learner
 from dqn_harness.run.stopping import StopFlag
 from dqn_harness.tracking.metrics import MetricsLog, flat_config, write_config
 from dqn_harness.tracking.progress import ProgressBar
 from dqn_harness.tracking.summary import RunSummary
 from dqn_harness.tracking.wandb_setup import make_loggers
-
-# Offsets of the evaluation and video seeds from the run's: no training episode is replayed.
-EVAL_SEED, VIDEO_SEED = 10_000, 20_000
 
 
 def seed_everything(seed: int) -> None:
@@ -80,17 +78,23 @@ class Runner:
         self.extra_config = extra_config
         self.config = OmegaConf.to_container(cfg, resolve=True)  # saved with every checkpoint
         self.stop = StopFlag()
+        self.checkpoint_step: int | None = None  # agent step of the last complete state.pt
 
     def run(self) -> dict[str, Any]:
         """All four phases; ``summary["status"]`` is ``solved``, ``finished``, ``pruned``,
         ``interrupted`` (``exit_code`` 130 / 143 / 138), ``diverged`` (``error`` says where,
-        ``exit_code`` 1; checkpoints keep the last finite weights) or ``failed`` (an exception,
-        which is re-raised). summary.json is left behind once training has started."""
+        ``exit_code`` 1; checkpoints keep the last finite weights), ``failed`` with a full
+        disk (``error`` names the file, the space left and the last complete checkpoint;
+        ``exit_code`` 2) or ``failed`` (an exception, which is re-raised). summary.json is
+        left behind once training has started (a full disk keeps its previous version)."""
         status, extra = "failed", dict[str, Any]()
         try:
-            self.build()
-            self.maybe_resume()
-            status, extra = self.train()
+            try:
+                self.build()
+                self.maybe_resume()
+                status, extra = self.train()
+            except OSError as exc:  # a full disk ends the run in one line; anything else raises
+                extra = disk_full_outcome(exc, self.run_dir, self.checkpoint_step)
         finally:
             summary = self.finish(status, extra)
         return summary
@@ -121,7 +125,9 @@ class Runner:
             on_result=self.on_eval,
         )
         self.build_tracking()
-        self.evaluator = self.build_evaluator()
+        self.evaluator = training_evaluator(
+            cfg, self.run_dir, self.metrics.log, self.loggers.log_video
+        )
         self.env = make_vec_env(cfg.env, cfg.env.num_envs)
         self.learner = make_learner(cfg, self.env, run_dir)
         self.progress.warmup_steps = self.learner.warmup_steps
@@ -162,28 +168,6 @@ class Runner:
         self.progress = ProgressBar(cfg.total_steps, 0, cfg.eval.every, enabled=cfg.progress)
         self.summary = RunSummary(self.run_dir, self.loggers.wandb_run_dir)
 
-    def build_evaluator(self) -> Evaluator:
-        cfg = self.cfg
-        video = None
-        if cfg.eval.video:
-            video = VideoRecorder(
-                env_cfg=cfg.env,
-                out_dir=self.run_dir / "videos",
-                every=cfg.eval.video_every,
-                epsilon=cfg.eval.epsilon,
-                seed=cfg.seed + VIDEO_SEED,
-                log_video=self.loggers.log_video,
-            )
-        return Evaluator(
-            # no more envs than episodes: an env without an episode to play would idle
-            env=make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes), training=False),
-            episodes=cfg.eval.episodes,
-            epsilon=cfg.eval.epsilon,
-            seed=cfg.seed + EVAL_SEED,
-            log=self.metrics.log,
-            video=video,
-        )
-
     # --- phase 2: maybe resume --------------------------------------------------------------
     def maybe_resume(self) -> None:
         """Each component's own saved state; the replay before the collector's first reset
@@ -191,6 +175,7 @@ class Runner:
         state = self.resume
         if state is None:
             return
+        self.checkpoint_step = int(state["env_steps"])
         self.learner.load_state_dict(state["learner"])
         buffer = self.learner.buffer
         if state["replay_file"] and buffer is not None:
@@ -240,10 +225,12 @@ class Runner:
     # --- phase 4: finish --------------------------------------------------------------------
     def finish(self, status: str, extra: dict[str, Any]) -> dict[str, Any]:
         """summary.json, the bar, the metrics log and the loggers closed, the envs closed; a
-        build that failed part-way closes what it had built."""
+        build that failed part-way closes what it had built. After a full disk each step is
+        tried, and a write that finds the disk still full leaves its previous file as it was."""
         try:
+            exit_code = extra.pop("exit_code", None)
             if not hasattr(self, "summary"):  # stopped before there was anything to write
-                return {"status": status, "exit_code": 1}
+                return {"status": status, "exit_code": exit_code or 1, **extra}
             evaluator = getattr(self, "evaluator", None)
             fields = {
                 "eval_return_mean": None if evaluator is None else evaluator.last_mean,
@@ -253,16 +240,18 @@ class Runner:
                 **extra,
                 "status": status,
             }
-            summary = self.summary.write(fields)
+            summary = tolerate_full_disk(self.summary.write, fields) or self.summary.fields(fields)
             self.progress.close(self.summary.env_steps)
-            self.metrics.close()
-            self.loggers.finish(summary, status)
+            tolerate_full_disk(self.metrics.close)
+            tolerate_full_disk(self.loggers.finish, summary, status)
             for part in (getattr(self, "env", None), evaluator):
                 if part is not None:
                     part.close()
         finally:
             self.stop.uninstall()  # last: on SIGUSR1 it may hand over to a requeueing handler
-        summary["exit_code"] = 1 if status == "diverged" else self.stop.exit_code
+        if exit_code is None:
+            exit_code = 1 if status == "diverged" else self.stop.exit_code
+        summary["exit_code"] = exit_code
         return summary
 
     # --- what the collector and the cadences call ---------------------------------------------
@@ -296,7 +285,7 @@ class Runner:
             "env_steps": self.collector.env_steps,
             "config": self.config,
         }
-        save_atomic(weights, path, torch.save)
+        save_atomic(weights, path, torch_save)
         policy = self.cfg.logger.log_model
         if policy == "all" or (policy == "best" and path.name == BEST):
             self.log_model(path)
@@ -334,6 +323,7 @@ class Runner:
         buffer = self.learner.buffer
         replay = buffer.state_dict() if buffer is not None and self.cfg.checkpoint.buffer else None
         write_state(state, self.decisions.ckpt_dir, replay)
+        self.checkpoint_step = self.collector.env_steps
 
 
 def run(

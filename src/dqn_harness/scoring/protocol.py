@@ -123,14 +123,15 @@ def checkpoint_path(run_dir: Path | None, checkpoint: str) -> Path:
     return path
 
 
-def load_weights(path: Path) -> dict[str, Any]:
+def load_weights(path: Path, trust: bool = False) -> dict[str, Any]:
     """A best/last weights file (or an export folder) and the config it was trained with, or
-    a one-line error."""
+    a one-line error. A ``.pt`` is read as data only unless ``trust`` (``trust_checkpoint=true``:
+    see ``run.checkpoint.read_checkpoint``); an export folder is safetensors and JSON."""
     if path.is_dir():
         from dqn_harness.scoring.export import read_export
 
         return read_export(path)
-    data = read_checkpoint(path, "checkpoint", "best/last")
+    data = read_checkpoint(path, "checkpoint", "best/last", trust)
     if "q_net" not in data and "values" not in data:
         raise UsageError("checkpoint", f"{path} holds no Q-network or Q-table")
     return data

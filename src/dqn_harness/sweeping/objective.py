@@ -92,6 +92,12 @@ class Interrupted(KeyboardInterrupt):
     """
 
 
+class DiskFullStop(KeyboardInterrupt):
+    """A full disk ended a trial's run: the trial is re-queued and the sweep stops, with the
+    run's one line (every later trial would fail the same way). A KeyboardInterrupt, so Optuna
+    marks the trial failed and re-raises instead of going on to the next trial."""
+
+
 class TrialRunner:
     """The objective Optuna calls: one training run per seed, pruned between evaluations."""
 
@@ -137,6 +143,9 @@ class TrialRunner:
             if summary["status"] == "interrupted":
                 trial.set_user_attr("error", "interrupted (Ctrl-C/SIGTERM); re-queued")
                 raise Interrupted(f"trial {trial.number} interrupted")
+            if summary["status"] == "failed" and summary.get("exit_code") == 2:  # disk full
+                trial.set_user_attr("error", summary["error"])
+                raise DiskFullStop(f"{summary['error']} (trial {trial.number}, seed {seed})")
             if summary["status"] == "diverged":  # failed; the sweep goes on to the next trial
                 trial.set_user_attr("error", summary["error"])
                 raise RuntimeError(f"trial {trial.number}, seed {seed}: {summary['error']}")

@@ -24,7 +24,7 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from dqn_harness.sweeping.objective import TrialRunner
+from dqn_harness.sweeping.objective import DiskFullStop, TrialRunner
 from dqn_harness.sweeping.spec import Paths, Plan, SweepSpec, format_param
 from dqn_harness.sweeping.study import has_heartbeat, make_sampler, open_storage, open_study
 
@@ -82,7 +82,8 @@ def describe_trial(t: FrozenTrial, maximize: bool = True) -> str:
 def work(plan: Plan, worker_index: int, progress: bool, printer: bool) -> int:
     """One worker: run trials until the study's budget is spent and no trial is left running.
 
-    Returns 130 when interrupted, else 0.
+    Returns 130 when interrupted, 2 when a full disk stopped a trial (it is re-queued, and
+    the line that says so is printed), else 0.
     """
     spec = plan.spec
     storage = open_storage(plan)
@@ -118,13 +119,20 @@ def work(plan: Plan, worker_index: int, progress: bool, printer: bool) -> int:
                 )
                 waiting_note = True
             time.sleep(1.0)  # cheap to poll; a long sleep would idle after the others finish
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if runner.current is not None:
             trial = next(t for t in study.get_trials() if t.number == runner.current)
             if trial.state == TrialState.FAIL:
                 requeue(study, trial, spec.heartbeat.max_retry)
         if lines:
             lines.poll()
+        if isinstance(exc, DiskFullStop):
+            print(
+                f"error: {exc}; the study keeps its finished trials and this one is re-queued: "
+                "free some space and run the same command to continue",
+                file=sys.stderr,
+            )
+            return 2
         return 130
     return 0
 
@@ -182,4 +190,7 @@ def run_workers(
         return 130
     lines.poll()
     codes = [p.exitcode for p in procs]
-    return 130 if 130 in codes else (0 if all(c == 0 for c in codes) else 1)
+    for code in (130, 2):  # Ctrl-C, then a full disk (its worker printed the line)
+        if code in codes:
+            return code
+    return 0 if all(c == 0 for c in codes) else 1

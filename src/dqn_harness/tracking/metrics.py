@@ -12,13 +12,15 @@ curves without W&B.
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from dqn_harness.dotted import flatten
-from dqn_harness.files import write_text_atomic
+from dqn_harness.files import disk_full, is_disk_full, read_jsonl, write_text_atomic
 from dqn_harness.tracking.wandb_setup import Loggers
 
 STEP_METRIC = "env_steps"
@@ -46,17 +48,16 @@ LOGGED_METRICS = (
 
 
 def read_metrics(run_dir: Path, key: str) -> list[tuple[int, float]]:
-    """(env_steps, value) of every record of ``key`` a run logged, in order."""
+    """(env_steps, value) of every record of ``key`` a run logged, in order (a torn last line,
+    from a kill or a full disk, is dropped with a warning)."""
     path = run_dir / METRICS_FILE
     if not path.exists():
         return []
-    out = []
-    with open(path) as f:
-        for line in f:
-            record = json.loads(line)
-            if key in record:
-                out.append((int(record[STEP_METRIC]), float(record[key])))
-    return out
+    return [
+        (int(record[STEP_METRIC]), float(record[key]))
+        for record in read_jsonl(path)
+        if key in record
+    ]
 
 
 def flat_config(cfg: DictConfig, extra_config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -74,20 +75,63 @@ class MetricsLog:
 
     A resumed run (``append``) continues its records (trimmed to the checkpoint); a new run in a
     reused directory starts a fresh file rather than splicing two runs' curves together.
+
+    Records are buffered here and written as whole lines: every ``FLUSH_BYTES`` or ``FLUSH_S``
+    seconds (so ``tail -f`` follows a run), before each checkpoint, and at the end. A write
+    that fails (a full disk) cuts the file back to its last whole line and raises
+    :class:`~dqn_harness.errors.DiskFull`: no half line is left for a resume to trip on, and
+    the records after the last checkpoint are logged again on resume.
     """
+
+    FLUSH_BYTES = 64 * 1024
+    FLUSH_S = 10.0
 
     def __init__(self, run_dir: Path, loggers: Loggers, append: bool = False) -> None:
         self.loggers = loggers
-        self.file = open(run_dir / METRICS_FILE, "a" if append else "w")  # noqa: SIM115
+        self.path = run_dir / METRICS_FILE
+        self.fd: int | None = os.open(
+            self.path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o644
+        )
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.flushed_at = time.monotonic()
 
     def log(self, metrics: dict[str, float], env_steps: int) -> None:
-        self.file.write(json.dumps({STEP_METRIC: env_steps, **metrics}) + "\n")
+        line = (json.dumps({STEP_METRIC: env_steps, **metrics}) + "\n").encode()
+        self.pending.append(line)
+        self.pending_bytes += len(line)
+        if (
+            self.pending_bytes >= self.FLUSH_BYTES
+            or time.monotonic() - self.flushed_at >= self.FLUSH_S
+        ):
+            self.flush()
         self.loggers.log(metrics, env_steps)
 
     def flush(self) -> None:
         """Put every record so far on disk: called before each checkpoint, so a killed run's
         metrics.jsonl holds every step up to the checkpoint it resumes from (no gap)."""
-        self.file.flush()
+        if self.fd is None or not self.pending:
+            return
+        data = b"".join(self.pending)
+        self.pending, self.pending_bytes = [], 0
+        self.flushed_at = time.monotonic()
+        whole = os.lseek(self.fd, 0, os.SEEK_END)  # the file ends with a whole line here
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            os.ftruncate(self.fd, whole)  # frees what the cut line took; never needs space
+            if is_disk_full(exc):
+                raise disk_full(self.path) from None
+            raise
 
     def close(self) -> None:
-        self.file.close()
+        """Flush and close; the file is closed even when the flush fails (and re-raises)."""
+        if self.fd is None:
+            return
+        try:
+            self.flush()
+        finally:
+            os.close(self.fd)
+            self.fd = None

@@ -82,7 +82,14 @@ class RunSummary:
         self._rate_mark = (self.start, self.env_steps)
 
     def write(self, fields: dict[str, Any]) -> dict[str, Any]:
-        summary = {
+        """summary.json (atomic: a failed write keeps the previous one); returns its fields."""
+        summary = self.fields(fields)
+        write_text_atomic(self.path, json.dumps(summary, indent=2))
+        return summary
+
+    def fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """What summary.json holds: the run's counts and clocks, then ``fields``."""
+        return {
             "env_steps": self.env_steps,
             "sps": self.env_steps / max(self.wall_s, 1e-9),
             "wall_s": self.wall_s,
@@ -91,5 +98,3 @@ class RunSummary:
             "cpus": self.cpus,
             **fields,
         }
-        write_text_atomic(self.path, json.dumps(summary, indent=2))
-        return summary
