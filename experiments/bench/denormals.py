@@ -42,7 +42,7 @@ from omegaconf import OmegaConf
 from dqn_harness.config import EnvConfig
 from dqn_harness.envs import make_vec_env
 from dqn_harness.nets import NatureCNN
-ck = torch.load({checkpoint!r}, map_location="cpu", weights_only=False)
+ck = torch.load({checkpoint!r}, map_location="cpu", weights_only=True)
 net = NatureCNN(4, ck["q_net"]["head.2.weight"].shape[0], channels_last=True)
 net.load_state_dict(ck["q_net"])
 target = copy.deepcopy(net)
@@ -90,7 +90,7 @@ def subnormals(checkpoint: str) -> tuple[dict[str, tuple[int, int]], int]:
     agent step it was saved at."""
     import torch
 
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     tiny = torch.finfo(torch.float32).tiny
     count: dict[str, list[int]] = {}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dqn_harness.errors import UsageError
+from dqn_harness.files import read_jsonl
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
 JOBS_FILE = "jobs.jsonl"
@@ -71,11 +72,9 @@ def report(argv: list[str], jobs: list[list[str]], launcher_code: int) -> int:
     directory = sweep_dir(argv)
     entries: dict[int, dict[str, Any]] = {}
     path = directory / JOBS_FILE
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                entry = json.loads(line)
-                entries[int(entry["num"])] = entry
+    if path.exists():  # a job killed mid-append leaves a torn line: dropped, with a warning
+        for record in read_jsonl(path):
+            entries[int(record["num"])] = record
     labels = varying(jobs)
     failed: list[str] = []
     code = 0

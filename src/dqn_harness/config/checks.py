@@ -36,6 +36,7 @@ POSITIVE = (
     "eval.episodes",
     "eval.num_envs",
     "eval.video_every",
+    "eval.trigger_gap",
     "checkpoint.every",
     "optim.lr",
     "optim.eps",
@@ -96,8 +97,9 @@ def check_numbers(cfg: DictConfig) -> None:
         raise UsageError("schedule.epsilon.end", "must be > 0 for an exponential schedule")
     if not 0 <= cfg.seed < 2**31:  # NumPy seeds are < 2**32; evaluation adds offsets
         raise UsageError("seed", f"must be in [0, 2**31), got {cfg.seed}")
-    if cfg.learning_starts < 0:
-        raise UsageError("learning_starts", f"must be >= 0, got {cfg.learning_starts}")
+    for key in ("learning_starts", "eval.trigger_episodes", "eval.trigger_margin"):
+        if OmegaConf.select(cfg, key) < 0:
+            raise UsageError(key, f"must be >= 0, got {OmegaConf.select(cfg, key)}")
     slots = cfg.buffer.capacity // cfg.env.num_envs  # each env's share of the replay
     for key in ("algo.n_step", "algo.n_step_end"):
         n = OmegaConf.select(cfg, key)

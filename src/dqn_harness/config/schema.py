@@ -153,6 +153,13 @@ class EvalConfig:
     stop_on_solve: bool = True  # end training once the eval mean reaches the reward threshold
     video: bool = False  # film one episode (GIF in <run dir>/videos, W&B key eval/video)
     video_every: int = 5  # evaluations between videos (the first evaluation is always filmed)
+    # An evaluation called early by the training episodes (0: off): when the mean return of the
+    # last trigger_episodes training episodes is within trigger_margin of the solve threshold,
+    # and at least trigger_gap agent steps after the last evaluation. The solve decision is
+    # still an evaluation's; `every` remains the cadence for the curves.
+    trigger_episodes: int = 0
+    trigger_margin: float = 1.0
+    trigger_gap: int = 20_000
 
 
 @dataclass

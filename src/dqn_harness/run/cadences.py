@@ -10,6 +10,7 @@ already moved on.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Protocol
 
 from dqn_harness.schedules import Cadence
@@ -23,6 +24,42 @@ class PeriodicWork(Protocol):
     def save_state(self) -> None: ...
 
 
+class EvalTrigger:
+    """Calls an evaluation early when the training episodes say it could decide the run.
+
+    An evaluation of a good Atari agent is long (20 whole games), and one at a fixed cadence
+    mostly confirms what the training episodes already show. Once the mean return of the last
+    ``episodes`` training episodes is within ``margin`` of the solve threshold, and ``gap``
+    agent steps have passed since the last evaluation, this says an evaluation is due; the
+    evaluation alone decides whether the run is solved. Off when ``episodes`` is 0 or the env
+    has no threshold.
+    """
+
+    def __init__(self, *, threshold: float | None, episodes: int, margin: float, gap: int) -> None:
+        self.threshold, self.margin, self.gap = threshold, margin, gap
+        self.returns: deque[float] = deque(maxlen=max(episodes, 1))
+        self.enabled = episodes > 0 and threshold is not None
+        self.last_eval: int | None = None  # agent step of the last evaluation of either kind
+
+    def on_episode(self, episode_return: float) -> None:
+        self.returns.append(float(episode_return))
+
+    def due(self, env_steps: int) -> bool:
+        if not self.enabled or len(self.returns) < (self.returns.maxlen or 1):
+            return False
+        assert self.threshold is not None
+        close = sum(self.returns) / len(self.returns) >= self.threshold - self.margin
+        rested = self.last_eval is None or env_steps - self.last_eval >= self.gap
+        return close and rested
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"returns": list(self.returns), "last_eval": self.last_eval}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.returns.extend(state["returns"])
+        self.last_eval = state["last_eval"]
+
+
 class Periodic:
     """Calls the run's logging, evaluation and checkpointing when each is due.
 
@@ -31,21 +68,31 @@ class Periodic:
         log_every: agent steps between statistics logs.
         eval_every: agent steps between evaluations.
         checkpoint_every: agent steps between resumable checkpoints.
+        trigger: calls evaluations between those of ``eval_every`` (``eval.trigger_*``).
     """
 
     def __init__(
-        self, work: PeriodicWork, *, log_every: int, eval_every: int, checkpoint_every: int
+        self,
+        work: PeriodicWork,
+        *,
+        log_every: int,
+        eval_every: int,
+        checkpoint_every: int,
+        trigger: EvalTrigger | None = None,
     ) -> None:
         self.work = work
         self.log = Cadence(log_every)
         self.eval = Cadence(eval_every)
         self.checkpoint = Cadence(checkpoint_every)
+        self.trigger = trigger or EvalTrigger(threshold=None, episodes=0, margin=0.0, gap=1)
 
     def after(self, env_steps: int) -> None:
         """Called after each update (DQN) or env step (tabular) with the agent step count."""
         if self.log.due(env_steps):
             self.work.log_stats(env_steps)
-        if self.eval.due(env_steps):
+        scheduled = self.eval.due(env_steps)  # first: it counts periods whatever the trigger
+        if scheduled or self.trigger.due(env_steps):
+            self.trigger.last_eval = env_steps
             self.work.evaluate(env_steps)
         if self.checkpoint.due(env_steps):
             self.work.save_state()
@@ -55,9 +102,12 @@ class Periodic:
             "log": self.log.state_dict(),
             "eval": self.eval.state_dict(),
             "checkpoint": self.checkpoint.state_dict(),
+            "trigger": self.trigger.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.log.load_state_dict(state["log"])
         self.eval.load_state_dict(state["eval"])
         self.checkpoint.load_state_dict(state["checkpoint"])
+        if "trigger" in state:  # checkpoints from before the trigger existed have none
+            self.trigger.load_state_dict(state["trigger"])

@@ -29,7 +29,7 @@ from dqn_harness.errors import Diverged
 from dqn_harness.evaluation.evaluator import training_evaluator
 from dqn_harness.files import save_atomic
 from dqn_harness.perf import cpu_threads, flush_denormals, tune_allocator
-from dqn_harness.run.cadences import Periodic
+from dqn_harness.run.cadences import EvalTrigger, Periodic
 from dqn_harness.run.checkpoint import (
     load_replay,
     read_resume,
@@ -146,6 +146,12 @@ class Runner:
             log_every=cfg.logger.every,
             eval_every=cfg.eval.every,
             checkpoint_every=cfg.checkpoint.every,
+            trigger=EvalTrigger(
+                threshold=self.decisions.threshold,
+                episodes=cfg.eval.trigger_episodes,
+                margin=cfg.eval.trigger_margin,
+                gap=cfg.eval.trigger_gap,
+            ),
         )
 
     def build_tracking(self) -> None:
@@ -258,6 +264,7 @@ class Runner:
     def on_episode(self, env_steps: int, episode_return: float, length: int) -> None:
         self.summary.on_episode()
         self.progress.on_episode(episode_return)
+        self.periodic.trigger.on_episode(episode_return)
         self.metrics.log(
             {"train/episode_return": episode_return, "train/episode_length": float(length)},
             env_steps,
