@@ -13,9 +13,18 @@ from torch.nn import functional as F
 
 from dqn_harness.errors import UsageError
 
+# Convolutions of the shipped CNNs as (out channels, kernel, stride), over 84x84 frames.
+NATURE_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # Mnih et al. 2015 (Nature): 7x7x64 out
+NIPS_CONVS = ((16, 8, 4), (32, 4, 2))  # Mnih et al. 2013 (NIPS workshop): 9x9x32, ~1/4 the MACs
+CONVS = {"nature_cnn": NATURE_CONVS, "nips_cnn": NIPS_CONVS}
+
 
 class NatureCNN(nn.Module):
-    """Mnih et al. 2015: 3 conv + 2 dense layers over a (stack, 84, 84) uint8 observation."""
+    """Mnih et al. 2015: 3 conv + 2 dense layers over a (stack, 84, 84) uint8 observation.
+
+    ``convs=NIPS_CONVS`` (``model=nips_cnn``) is the 2013 paper's smaller trunk, two
+    convolutions and 256 dense units: the same input path, about a quarter of the work.
+    """
 
     def __init__(
         self,
@@ -24,21 +33,19 @@ class NatureCNN(nn.Module):
         hidden: Sequence[int] = (512,),
         channels_last: bool = False,
         dueling: bool = False,
+        convs: Sequence[tuple[int, int, int]] = NATURE_CONVS,
     ) -> None:
         super().__init__()
         # NHWC lets oneDNN pick its fast convolution kernels on CPU instead of reordering the
         # activations on every call; the maths and the state_dict are the same either way.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.trunk = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 8, stride=4),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
-        self.head = q_head(64 * 7 * 7, hidden, n_actions, dueling)
+        layers: list[nn.Module] = []
+        channels, size = in_channels, 84
+        for out, kernel, stride in convs:
+            layers += [nn.Conv2d(channels, out, kernel, stride=stride), nn.ReLU()]
+            channels, size = out, (size - kernel) // stride + 1
+        self.trunk = nn.Sequential(*layers, nn.Flatten())
+        self.head = q_head(channels * size * size, hidden, n_actions, dueling)
         self.to(memory_format=self.memory_format)  # type: ignore[call-overload]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -158,7 +165,7 @@ def build_q_net(
     if model._target_ is not None:
         cls = network_class(model._target_)
         return cls(obs_space=obs_space, n_actions=n_actions, hidden=hidden, dueling=dueling)
-    if model.name == "nature_cnn":
+    if model.name in CONVS:
         in_channels = obs_space.shape[0]  # type: ignore[index]
-        return NatureCNN(in_channels, n_actions, hidden, channels_last, dueling)
+        return NatureCNN(in_channels, n_actions, hidden, channels_last, dueling, CONVS[model.name])
     return MLP(obs_space, n_actions, hidden, dueling)

@@ -149,8 +149,10 @@ def check_env_fits_algo(cfg: DictConfig, space: Any) -> None:
         from dqn_harness.nets import network_class
 
         network_class(cfg.model._target_)
-    elif cfg.model.name == "nature_cnn" and not is_atari(cfg.env.id):
-        raise UsageError("model", f"nature_cnn needs Atari frames; use model=mlp for {cfg.env.id}")
+    elif cfg.model.name != "mlp" and not is_atari(cfg.env.id):
+        raise UsageError(
+            "model", f"{cfg.model.name} needs Atari frames; use model=mlp for {cfg.env.id}"
+        )
     if cfg.algo.augment == "shift" and len(space.shape) != 3:
         raise UsageError(
             "algo.augment", f"shift moves image frames; {cfg.env.id} observes {space.shape}"

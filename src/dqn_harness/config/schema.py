@@ -71,7 +71,7 @@ class AlgoConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = one_of("nature_cnn", "nature_cnn", "mlp")
+    name: str = one_of("nature_cnn", "nature_cnn", "nips_cnn", "mlp")  # nips_cnn: Mnih et al. 2013
     hidden: list[int] = field(default_factory=lambda: [512])  # dense widths after the trunk
     dueling: bool = False  # value + advantage streams (model=dueling_cnn / dueling_mlp)
     # your own network class, e.g. my_pkg.nets.MyNet, built as
