@@ -1,4 +1,5 @@
-# Two commands do all the set-up:  `make train` (then trains)  and  `make test` (then tests).
+# Two commands do all the set-up:  `make train` (then trains)  and  `make test` (then tests);
+# `make docs` builds the documentation site into site/.
 #
 # torch: TORCH=cpu (default) pins torch (constraints/cpu.txt) and adds PyTorch's CPU wheel index
 # when it answers, so pip takes the ~200 MB CPU build instead of PyPI's Linux wheel, which is
@@ -31,7 +32,7 @@ fi; \
 args="$(if $(CONSTRAINTS),-c $(CONSTRAINTS)) $$index -e .[$(EXTRAS)]"
 endef
 
-.PHONY: setup train test lint postgres pip-args
+.PHONY: setup train test lint postgres pip-args docs
 setup: $(STAMP)
 
 pip-args:
@@ -61,3 +62,9 @@ postgres:
 
 test: lint postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The documentation site (MkDocs + Material; the configuration reference and the API pages are
+# generated from the code). --strict: a broken link or a missing page fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "docs built: $(CURDIR)/site/index.html"

@@ -12,7 +12,7 @@
 # writes what comes back under $OUT (at most 8 files, so one summary and one curve per seed):
 #   tests.txt, env.txt, s<S>-summary.json (steps and wall time to solve), s<S>-metrics.csv.
 # The image's python3 is 3.12 and holds torch, pytorch-lightning, numpy, opencv-headless, tqdm
-# and pytest (/work/.library/device/KINDS.md); the rest of what train.py imports with
+# and pytest (the device image's package list); the rest of what train.py imports with
 # logger=csv is below. W&B and Optuna are not needed for this check and stay behind.
 set -uo pipefail
 cd "$(dirname "$0")/.."

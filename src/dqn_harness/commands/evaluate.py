@@ -113,6 +113,15 @@ def scored_run(options: dict[str, str]) -> tuple[Path, Path]:
     return path, run_dir
 
 
+def by_folder(path: Path, run_dir: Path) -> str:
+    """A checkpoint named by its run's folder (``pong-dqn-s0-.../checkpoints/best.pt``), not by
+    where that folder was on the machine that scored it: the result travels with the run."""
+    path, run_dir = path.absolute(), run_dir.absolute()
+    if path.is_relative_to(run_dir):
+        return (Path(run_dir.name) / path.relative_to(run_dir)).as_posix()
+    return path.name
+
+
 def result_logger(options: dict[str, str], cfg: Any) -> str:
     """Where the result is logged besides its file: the run's W&B, unless ``logger=none``."""
     logger = options.get("logger", "wandb" if cfg.logger.name == "wandb" else "none")
@@ -142,7 +151,7 @@ def evaluate_command(argv: list[str]) -> int:
     logger = result_logger(options, cfg)
     tag = f"eval-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = {
-        "checkpoint": str(path.absolute()),
+        "checkpoint": by_folder(path, run_dir),
         "checkpoint_env_steps": int(weights["env_steps"]),
         "run_name": cfg.run_name,
         "algo": cfg.algo.name,

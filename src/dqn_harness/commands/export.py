@@ -23,7 +23,8 @@ papers".
 OPTIONS = ("run", "out", "checkpoint", "video", "repo_id", "trust_checkpoint")
 
 
-def export_command(argv: list[str]) -> int:
+def export_options(argv: list[str]) -> dict[str, str]:
+    """The command's options, checked (names, the required ones, the true/false ones)."""
     options = dict(key_values(argv, "run=outputs/<run dir>"))
     for key in options:
         if key not in OPTIONS:
@@ -31,6 +32,13 @@ def export_command(argv: list[str]) -> int:
     for key in ("run", "out"):
         if not options.get(key):
             raise UsageError(key, f"give {key}=<dir>")
+    bool_option(options, "video", default=True)
+    bool_option(options, "trust_checkpoint")
+    return options
+
+
+def export_command(argv: list[str]) -> int:
+    options = export_options(argv)
     video = bool_option(options, "video", default=True)
     trust = bool_option(options, "trust_checkpoint")
     from dqn_harness.config import register_configs

@@ -48,7 +48,7 @@ class EnvConfig:
 
 @dataclass
 class AlgoConfig:
-    name: str = one_of("dqn", "dqn", "tabular")
+    name: str = one_of("dqn", "dqn", "tabular")  # the learner (set by algo=)
     gamma: float = 0.99  # discount
     alpha: float = 0.1  # tabular: TD step size
     # tabular: epsilon (follow the schedule) | random (the seed's way)
@@ -61,7 +61,7 @@ class AlgoConfig:
     # dqn: anneal n from n_step to n_step_end over n_step_steps agent steps from learning_starts,
     # geometrically (BBF's receding update horizon, 10 -> 3); None keeps n fixed
     n_step_end: int | None = None
-    n_step_steps: int = 10000
+    n_step_steps: int = 10000  # dqn: agent steps over which n anneals (with n_step_end)
     # dqn: agent steps between hard copies of the online net into the target (SB3's
     # target_update_interval, Dopamine's target_update_period)
     target_sync: int = 1000
@@ -88,9 +88,9 @@ class OptimConfig:
 
 @dataclass
 class EpsilonConfig:
-    kind: str = one_of("linear", "linear", "exponential")
-    start: float = 1.0
-    end: float = 0.01
+    kind: str = one_of("linear", "linear", "exponential")  # shape of the decay
+    start: float = 1.0  # epsilon at agent step 0
+    end: float = 0.01  # epsilon from `steps` on
     steps: int = 100_000  # agent steps from start to end (exponential: to within 1% of end)
 
 
@@ -98,7 +98,7 @@ class EpsilonConfig:
 class ScheduleConfig:
     """Exploration only: choosing a schedule changes nothing else (the target sync is algo's)."""
 
-    name: str = "atari"
+    name: str = "atari"  # the schedule preset (schedule=) this came from
     epsilon: EpsilonConfig = field(default_factory=EpsilonConfig)
 
 
@@ -115,13 +115,13 @@ class BufferConfig:
 
 @dataclass
 class LoggerConfig:
-    name: str = one_of("wandb", "wandb", "tensorboard", "csv", "none")
-    project: str = "dqn-harness"
-    entity: str | None = None
+    name: str = one_of("wandb", "wandb", "tensorboard", "csv", "none")  # where metrics go
+    project: str = "dqn-harness"  # wandb: the project runs go to
+    entity: str | None = None  # wandb: the team or user (None: your default entity)
     # wandb: auto (online when an API key is configured) | online | offline
     mode: str = one_of("auto", "auto", "online", "offline")
     group: str | None = None  # defaults to the env name
-    tags: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # wandb: tags added to the env and algo
     job_type: str = one_of("train", "train", "trial", "eval")  # trial: set by sweeps
     save_dir: str = "."  # wandb/ goes under here (tensorboard and csv logs go in the run dir)
     every: int = 1000  # agent steps between scalar logs (epsilon, loss, q, sps)
@@ -147,19 +147,19 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     every: int = 50_000  # agent steps between evaluations
-    episodes: int = 10
-    epsilon: float = 0.05
+    episodes: int = 10  # episodes per evaluation (Atari presets: 20 whole games)
+    epsilon: float = 0.05  # exploration while evaluating (Atari presets: 0.01)
     num_envs: int = 1  # eval envs stepped together (episodes split evenly; at most episodes)
     stop_on_solve: bool = True  # end training once the eval mean reaches the reward threshold
     video: bool = False  # film one episode (GIF in <run dir>/videos, W&B key eval/video)
     video_every: int = 5  # evaluations between videos (the first evaluation is always filmed)
     # An evaluation called early by the training episodes (0: off): when the mean return of the
-    # last trigger_episodes training episodes is within trigger_margin of the solve threshold,
-    # and at least trigger_gap agent steps after the last evaluation. The solve decision is
-    # still an evaluation's; `every` remains the cadence for the curves.
+    # last trigger_episodes training episodes is within trigger_margin of the solve threshold
+    # and trigger_gap agent steps have passed since the last evaluation; an evaluation still
+    # decides solved, and `every` remains the cadence for the curves
     trigger_episodes: int = 0
-    trigger_margin: float = 1.0
-    trigger_gap: int = 20_000
+    trigger_margin: float = 1.0  # how close to the threshold that mean must come
+    trigger_gap: int = 20_000  # agent steps at least between an evaluation and one it calls
 
 
 @dataclass
@@ -174,7 +174,7 @@ class ProtocolConfig:
 class SuiteConfig:
     """The game suite a run belongs to (``-m suite=atari5``): which games the grid ran."""
 
-    name: str = "none"
+    name: str = "none"  # the suite (suite=): none, or atari5 under -m
     preset: str = "atari_fast"  # the env preset every game of the suite trains with
     games: list[str] = field(default_factory=list)  # gymnasium ids, e.g. ALE/Qbert-v5
 
@@ -203,9 +203,9 @@ class Config:
     # resume= from a state.pt that holds more than tensors and plain data (an older harness's):
     # loading it runs code from the file, so only for a file you trust; never inherited
     trust_checkpoint: bool = False
-    seed: int = 0
+    seed: int = 0  # seeds Python, NumPy, torch and the envs (evaluation adds offsets)
     total_steps: int = 1_000_000  # agent env steps (an Atari agent step is frame_skip frames)
-    batch_size: int = 32
+    batch_size: int = 32  # transitions per gradient step
     learning_starts: int = 10_000  # agent steps of pure collection before the first update
     train_freq: int = 4  # agent steps between updates
     gradient_steps: int = 1  # gradient steps per update (replay ratio: gradient_steps/train_freq)
