@@ -63,40 +63,81 @@ def test_the_shift_stream_is_seeded_and_resumes():
     assert torch.equal(c(batch_of(obs))["obs"], following)
 
 
-def test_augment_none_trains_on_the_sampled_batch_bit_for_bit_and_shift_does_not(tmp_path):
-    """The off switch leaves the batch the update sees exactly as replay returned it."""
+def _one_update(augment: str, tmp_path, obs: torch.Tensor):
+    """One real update through Lightning (DQN.training_step) on a batch of ``obs``; returns
+    the inputs the online network saw, and the learner."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
     from dqn_harness.config import compose_config
     from dqn_harness.dqn.learner import build_dqn
     from tests.conftest import CONF
 
-    seen = {}
-    for augment in ("none", "shift"):
-        cfg = compose_config(CONF, ["env=pong", f"algo.augment={augment}", "run_name=x"])
-        space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-        env = gym.vector.SyncVectorEnv([lambda s=space: _FrameEnv(s)])
-        learner = build_dqn(cfg, env, tmp_path)
-        module = learner.module
-        assert (module.augment is None) == (augment == "none")
-        obs = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (8, 4, 84, 84), np.uint8))
-        batch = {
-            "obs": obs,
-            "next_obs": obs.clone(),
-            "actions": torch.zeros(8, dtype=torch.int64),
-            "rewards": torch.zeros(8),
-            "terminated": torch.zeros(8),
-            "truncated": torch.zeros(8),
-            "env_steps": 100,
-        }
-        inputs: list[torch.Tensor] = []
-        module.q_net.register_forward_pre_hook(lambda m, args, seen=inputs: seen.append(args[0]))
-        augmented = module.augment(batch) if module.augment is not None else batch
-        module.td_loss(augmented)
-        seen[augment] = (obs, inputs)
-        env.close()
-    obs, inputs = seen["none"]
-    assert any(x.data_ptr() == obs.data_ptr() for x in inputs)  # the sampled tensor itself
-    obs, inputs = seen["shift"]
-    assert all(not torch.equal(x, obs) for x in inputs if x.shape == obs.shape)
+    cfg = compose_config(
+        CONF, ["env=pong", f"algo.augment={augment}", "trainer.precision=32-true", "run_name=x"]
+    )
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    env = gym.vector.SyncVectorEnv([lambda s=space: _FrameEnv(s)])
+    learner = build_dqn(cfg, env, tmp_path)
+    env.close()
+    module = learner.module
+    batch = {
+        "obs": obs,
+        "next_obs": obs.clone(),
+        "actions": torch.zeros(len(obs), dtype=torch.int64),
+        "rewards": torch.zeros(len(obs)),
+        "terminated": torch.zeros(len(obs)),
+        "truncated": torch.zeros(len(obs)),
+        "env_steps": 100,
+    }
+    inputs: list[torch.Tensor] = []
+    module.q_net.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(module, DataLoader([batch], batch_size=None))
+    assert module.grad_steps == 1
+    return inputs, learner
+
+
+def test_the_update_trains_on_the_sampled_batch_or_on_its_shift(tmp_path):
+    """Through DQN.training_step (Lightning's own loop): with augment=none the online network
+    sees the sampled tensor itself, bit for bit; with shift it sees exactly the shifts of the
+    learner's seeded stream (seed + 2), drawn for obs, then next_obs."""
+    obs = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (8, 4, 84, 84), np.uint8))
+    inputs, _ = _one_update("none", tmp_path / "none", obs)
+    online = [x for x in inputs if x.shape == obs.shape]
+    assert online and any(torch.equal(x, obs) for x in online)
+
+    inputs, learner = _one_update("shift", tmp_path / "shift", obs)
+    expected = RandomShift(seed=0 + 2)(batch_of(obs))["obs"]  # the run's seed is 0
+    online = [x for x in inputs if x.shape == obs.shape]
+    assert any(torch.equal(x, expected) for x in online)
+    assert not any(torch.equal(x, obs) for x in online)
+
+
+def test_a_checkpoint_carries_the_shift_stream_and_resume_draws_what_comes_next(tmp_path):
+    """The learner's state (what state.pt holds) has the shift generator; a resumed learner
+    draws the shifts the uninterrupted one draws next, not its seed's first ones."""
+    obs = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (8, 4, 84, 84), np.uint8))
+    _, learner = _one_update("shift", tmp_path / "a", obs)
+    state = learner.state_dict()
+    assert isinstance(state["augment"]["generator"], torch.Tensor)
+    torch.save(state, tmp_path / "learner.pt")  # as state.pt holds it: data only
+    saved = torch.load(tmp_path / "learner.pt", weights_only=True)
+    following = learner.module.augment(batch_of(obs))["obs"]
+    _, fresh = _one_update("shift", tmp_path / "b", obs)  # same seed: at the same point now
+    fresh.module.augment = RandomShift(seed=2)  # back at the seed's start...
+    fresh.module.augment.load_state_dict(saved["augment"])  # ...then restored
+    assert torch.equal(fresh.module.augment(batch_of(obs))["obs"], following)
+    fresh.load_state_dict(saved)  # and through the learner's own load_state_dict
+    assert torch.equal(fresh.module.augment(batch_of(obs))["obs"], following)
 
 
 class _FrameEnv(gym.Env):

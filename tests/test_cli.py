@@ -39,6 +39,10 @@ def _one_error_line(proc, key: str) -> str:
         ("train.py", ["env=cartpole", "algo.gamma=1.5"], "algo.gamma"),  # range, at validate
         ("train.py", ["env=cartpole", "algo.name=sarsa"], "algo.name"),  # a choice, at compose
         ("train.py", ["resume=/nonexistent/run"], "resume"),  # reading a checkpoint
+        ("train.py", ["env=pong", "protocol=dopamine"], "protocol"),  # an unknown protocol
+        ("train.py", ["env=cartpole", "trust_checkpoint=maybe"], "trust_checkpoint"),  # a type
+        ("evaluate.py", ["protocol=dopamine", "run=/nonexistent"], "protocol"),  # unknown
+        ("evaluate.py", ["trust_checkpoint=yes", "run=/x"], "trust_checkpoint"),  # true|false
         ("evaluate.py", ["run"], "run"),  # parsing
         ("evaluate.py", ["run=/nonexistent/run"], "run"),  # finding the checkpoint
         ("evaluate.py", ["episodes=0", "run=/nonexistent"], "episodes"),  # a number
@@ -49,6 +53,7 @@ def _one_error_line(proc, key: str) -> str:
         ("compare.py", ["normalize=atari"], "normalize"),  # an option's value
         ("export.py", ["out=x"], "run"),  # a missing option
         ("export.py", ["run=/nonexistent", "out=x"], "run"),  # finding the checkpoint
+        ("export.py", ["run=r", "out=x", "video=maybe"], "video"),  # true|false
     ],
 )
 def test_bad_input_is_one_line_naming_the_key_in_every_tool(tool, args, key, tmp_path):

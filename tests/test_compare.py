@@ -346,20 +346,25 @@ def test_source_evaluate_refuses_results_scored_under_different_settings(tmp_pat
     assert len(read_csv(tmp_path / "cmp" / "runs.csv")) == 2
 
 
-@pytest.mark.parametrize("policy, expected", [("all", {"best", "last"}), ("last", {"last"})])
+@pytest.mark.parametrize(
+    "policy, expected",
+    [("all", {"best", "last"}), ("last", {"last"}), ("best", {"best"})],
+)
 def test_checkpoints_become_wandb_artifacts_read_back_from_the_offline_run(
     tmp_path, policy, expected
 ):
     """logger.log_model: the checkpoints are versions of the run's model artifact, staged in
     the offline run (what `wandb sync` uploads), with their alias, agent step, evaluation
-    return and protocol."""
+    return and protocol. The steps and returns are checked against the evaluations the run
+    logged to metrics.jsonl: each version is labelled with the step of the evaluation that
+    wrote it (a DQN run, where the collector is a batch ahead of that step)."""
     run_dir = tmp_path / "run"
     proc = run_train(
-        "algo=tabular",
-        "env=frozenlake",
-        "total_steps=3000",
-        "eval.every=1000",
-        "eval.episodes=20",
+        "env=cartpole",
+        "total_steps=2000",
+        "learning_starts=300",
+        "eval.every=500",
+        "eval.episodes=3",
         "eval.stop_on_solve=false",
         "logger=wandb",
         f"logger.log_model={policy}",
@@ -370,20 +375,36 @@ def test_checkpoints_become_wandb_artifacts_read_back_from_the_offline_run(
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
+    evals = [
+        (r["env_steps"], r["eval/return_mean"])
+        for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        if "eval/return_mean" in r
+    ]
+    assert [s for s, _ in evals] == [500, 1000, 1500, 2000]
+    new_bests, best = [], None
+    for step, mean in evals:
+        if best is None or mean > best:
+            new_bests.append((step, mean))
+            best = mean
     records = wandb_records(Path(summary["wandb_run_dir"]))
     artifacts = [r["artifact"] for r in records if r.get("type") == "artifact"]
     assert artifacts and all(a["type"] == "model" for a in artifacts)
-    assert {alias for a in artifacts for alias in a["aliases"]} >= expected
-    assert not ({"best", "last"} - expected) & {al for a in artifacts for al in a["aliases"]}
+    aliases = {alias for a in artifacts for alias in a["aliases"]}
+    assert aliases >= expected and not ({"best", "last"} - expected) & aliases
+    versions = {"best": [], "last": []}
     for art in artifacts:
         meta = json.loads(art["metadata"])
-        assert meta["protocol"] == "preset" and meta["env"] == "FrozenLake-v1"
-        assert f"step-{meta['env_steps']}" in art["aliases"]
-        assert [c["path"] for c in art["manifest"]["contents"]] in (["best.pt"], ["last.pt"])
-    final = [a for a in artifacts if "last" in a["aliases"]][-1]
-    assert json.loads(final["metadata"])["eval_return"] == summary["eval_return_mean"]
-    if policy == "all":  # every evaluation wrote last.pt: one version each, and the final one
-        assert sum("last" in a["aliases"] for a in artifacts) == summary["evaluations"] + 1
+        assert meta["protocol"] == "preset" and meta["env"] == "CartPole-v1"
+        [kind] = {"best", "last"} & set(art["aliases"])
+        [step_alias] = [a for a in art["aliases"] if a.startswith("step-")]
+        versions[kind].append((int(step_alias.removeprefix("step-")), meta["eval_return"]))
+        assert [c["path"] for c in art["manifest"]["contents"]] == [f"{kind}.pt"]
+    if "best" in expected:  # a version at each new best evaluation: its step, its return
+        assert versions["best"] == new_bests
+    if policy == "all":  # every evaluation wrote last.pt, and the final one again
+        assert [s for s, _ in versions["last"]] == [s for s, _ in evals] + [2000]
+    if policy == "last":  # the final last.pt only
+        assert versions["last"] == [evals[-1]]
 
 
 def test_plot_screening_draws_recorded_curves_and_refuses_an_unknown_config(tmp_path):

@@ -17,6 +17,8 @@ def trained(tmp_path_factory):
         "env=cartpole",
         "total_steps=2000",
         "eval.every=1000",
+        "learning_starts=500",
+        "algo.target_sync=600",  # evaluations at 1,000 and 2,000, 400 steps past a sync
         "logger=none",
         "progress=false",
         "hydra.run.dir=run",
@@ -34,30 +36,85 @@ def scored(root, *args):
 
 
 def test_an_export_scores_exactly_as_its_checkpoint(trained):
+    import torch
+    from safetensors.torch import load_file
+
+    from dqn_harness.commands.train import preflight
+    from tests.conftest import CONF
+
+    best = torch.load(trained / "run" / "checkpoints" / "best.pt", weights_only=True)
+    online, target = best["q_net"], best["target_net"]
+    assert any(not torch.equal(online[k], target[k]) for k in online)  # the nets differ here
+    first = scored(trained, "run=run")  # an evaluate.py result for the export to carry
     proc = run_cli("export.py", "run=run", "out=exported", cwd=trained)
     assert proc.returncode == 0, proc.stderr[-2000:]
     folder = trained / "exported"
     names = {p.name for p in folder.iterdir()}
     assert {"model.safetensors", "config.json", "dqn_harness.json", "README.md"} <= names
     assert (folder / "replay.gif").stat().st_size > 1000
-    from safetensors.torch import load_file
-
-    assert any(k.endswith("weight") for k in load_file(str(folder / "model.safetensors")))
+    # the exported tensors are best.pt's online network, exactly (not the target's)
+    tensors = load_file(str(folder / "model.safetensors"))
+    assert set(tensors) == set(online)
+    assert all(torch.equal(tensors[k], online[k]) for k in online)
+    assert json.loads((folder / "eval.json").read_text()) == first  # the newest result
     config = json.loads((folder / "config.json").read_text())
     assert config["env"]["id"] == "CartPole-v1" and config["protocol"]["name"] == "preset"
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: dqn-harness") and "`preset`" in card
-    assert "python train.py env=cartpole total_steps=2000" in card  # how to train it again
-    # best.pt is not the run's last step: the card says which step the weights are from
-    assert "for 2,000 agent steps" in card and "checkpoint at agent step 1,001." in card
+    # how to train it again: the run's own command line, which train.py accepts as it is
+    [line] = [ln for ln in card.splitlines() if ln.startswith("Reproduce the run: `")]
+    command = line.split("`")[1]
+    assert command == (
+        "python train.py env=cartpole total_steps=2000 eval.every=1000 learning_starts=500 "
+        "algo.target_sync=600 logger=none progress=false"
+    )
+    preflight(CONF, command.split()[2:])
+    # the card says which step the weights are from: the step of the evaluation that chose
+    # them, as the run logged it (not the collector's step, one batch on)
+    step = best["env_steps"]
+    logged = [
+        json.loads(line)["env_steps"]
+        for line in (trained / "run" / "metrics.jsonl").read_text().splitlines()
+        if "eval/return_mean" in line
+    ]
+    assert step in logged and step % 1000 == 0, (step, logged)
+    assert "for 2,000 agent steps" in card and f"checkpoint at agent step {step:,}." in card
+    assert f"mean {first['return_mean']:.2f}" in card
     # the round trip: the folder plays the same episodes as the run's best.pt
-    original = scored(trained, "run=run")
     again = scored(trained, f"checkpoint={folder}")
-    assert again["returns"] == original["returns"] and again["checkpoint_env_steps"] == 1001
+    assert again["returns"] == first["returns"] and again["checkpoint_env_steps"] == step
     assert list(folder.glob("eval-exported-*.json"))  # the folder keeps its own results
 
 
+def test_a_suite_jobs_card_gives_a_command_that_runs(tmp_path):
+    """A job of `-m suite=atari5` recorded `suite=atari5` beside its game; the card's command
+    must be one train.py accepts for a single run (suite= alone is refused: it is a grid)."""
+    import yaml
+
+    from dqn_harness.commands.train import preflight
+    from dqn_harness.errors import UsageError
+    from dqn_harness.scoring.export import reproduce_command
+    from tests.conftest import CONF
+
+    job = tmp_path / "job"
+    (job / ".hydra").mkdir(parents=True)
+    recorded = ["suite=atari5", "seed=1", "env=atari_fast", "env.id=ALE/Qbert-v5"]
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(recorded))
+    command = reproduce_command(job)
+    assert command == "python train.py seed=1 env=atari_fast env.id=ALE/Qbert-v5"
+    preflight(CONF, command.split()[2:])  # accepted as one run
+    with pytest.raises(UsageError, match="run it with -m"):
+        preflight(CONF, recorded)  # what the card said before: refused
+
+
 def test_export_refuses_an_existing_folder_and_a_push_offline_keeps_the_folder(trained):
+    """Everything up to the network is real: the export, the repository id checked by the
+    Hub's own rules, the files the upload is handed, and the card's metadata as the Hub's
+    ModelCard parses it. What stays unverified without a network is the Hub's side: that it
+    accepts the token, creates the repository and stores the files."""
+    from dqn_harness.errors import UsageError
+    from dqn_harness.scoring.export import upload_plan
+
     (trained / "taken").mkdir()
     proc = run_cli("export.py", "run=run", "out=taken", cwd=trained)
     assert proc.returncode == 2 and proc.stderr.startswith("error: out: ")
@@ -74,4 +131,23 @@ def test_export_refuses_an_existing_folder_and_a_push_offline_keeps_the_folder(t
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: repo_id: could not push to someone/cartpole-dqn")
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert (trained / "pushed" / "model.safetensors").exists()  # the export is kept
+    folder = trained / "pushed"
+    assert (folder / "model.safetensors").exists()  # the export is kept
+
+    plan = upload_plan(folder, "someone/cartpole-dqn")
+    assert plan["repo_id"] == "someone/cartpole-dqn"
+    assert plan["files"] == sorted(p.name for p in folder.iterdir())
+    assert {"model.safetensors", "config.json", "dqn_harness.json", "README.md"} <= set(
+        plan["files"]
+    )
+    assert "replay.gif" not in plan["files"]  # video=false
+    assert plan["card"]["library_name"] == "dqn-harness"
+    assert {"reinforcement-learning", "dqn", "CartPole-v1"} <= set(plan["card"]["tags"])
+    for bad in ("someone/has space", "no-owner", "a/b/c"):
+        with pytest.raises(UsageError) as caught:
+            upload_plan(folder, bad)
+        assert caught.value.key == "repo_id"
+    proc = run_cli(
+        "export.py", "run=run", "out=bad-id", "video=false", "repo_id=a/b/c", cwd=trained
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("error: repo_id: ")

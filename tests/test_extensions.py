@@ -477,30 +477,63 @@ def test_the_n_step_schedule_recedes_geometrically_from_learning_starts():
     assert NStepSchedule(start=4, end=None, steps=1, begin=0)(10**6) == 4
 
 
-def test_an_annealed_n_step_trains_with_windows_that_shrink_as_scheduled(tmp_path):
-    run_dir = tmp_path / "run"
-    proc = run_train(
-        "env=cartpole",
-        "algo.n_step=6",
-        "algo.n_step_end=2",
-        "algo.n_step_steps=1000",
-        "total_steps=2500",
-        "learning_starts=500",
-        "eval.every=2500",
-        "eval.episodes=2",
-        "logger=none",
-        "logger.every=100",
-        f"hydra.run.dir={run_dir}",
-        "progress=false",
-        cwd=tmp_path,
+def test_an_annealed_n_step_trains_with_windows_that_shrink_as_scheduled(tmp_path, monkeypatch):
+    """The windows of the batches that reach the update shrink as scheduled: n = 6 at
+    learning_starts (500), 6 * (2/6)^((step - 500) / 1000) rounded in between, 2 from 1,500 on,
+    written out here rather than asked of NStepSchedule. A sampler that ignored the schedule
+    would hand the update 6-step windows throughout."""
+    from omegaconf import OmegaConf
+
+    from dqn_harness.config import compose_config, validate
+    from dqn_harness.dqn.module import DQN
+    from dqn_harness.run.runner import run
+    from tests.conftest import CONF
+
+    seen: list[tuple[int, int, int]] = []
+    update = DQN.training_step
+
+    def recording(self, batch, batch_idx):  # the real update, with the batch written down
+        seen.append(
+            (int(batch["env_steps"]), batch["rewards"].shape[1], int(batch["n_steps"].max()))
+        )
+        return update(self, batch, batch_idx)
+
+    monkeypatch.setattr(DQN, "training_step", recording)
+    cfg = compose_config(
+        CONF,
+        [
+            "env=cartpole",
+            "algo.n_step=6",
+            "algo.n_step_end=2",
+            "algo.n_step_steps=1000",
+            "total_steps=2500",
+            "learning_starts=500",
+            "eval.every=2500",
+            "eval.episodes=2",
+            "logger=none",
+            "logger.every=100",
+            "progress=false",
+            "run_name=annealed",
+        ],
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    schedule = NStepSchedule(start=6, end=2, steps=1000, begin=500)
-    logged = read_metrics(run_dir, "train/n_step")
-    assert len(logged) >= 15
-    # each logged window length is the schedule's at (about) that agent step
-    assert all(abs(n - schedule(step)) <= 1 for step, n in logged), logged
-    assert logged[0][1] >= 5 and logged[-1][1] == 2
-    losses = [v for _, v in read_metrics(run_dir, "train/loss")]
+    validate(cfg)
+    summary = run(cfg, tmp_path / "run")
+    assert summary["status"] in ("finished", "solved")
+
+    def scheduled(step: int) -> int:
+        frac = min(max(step - 500, 0), 1000) / 1000
+        return int(round(6 * (2 / 6) ** frac))
+
+    assert len(seen) >= 1900 and seen[0][0] == 500
+    for step, width, longest in seen:
+        assert width == scheduled(step), (step, width)  # the windows the update trains on
+        assert longest <= width  # a window stops at an episode's end, never runs past n
+    widths = [w for _, w, _ in seen]
+    assert widths[0] == 6 and widths[-1] == 2 and widths == sorted(widths, reverse=True)
+    assert {w for _, w, _ in seen} == {6, 5, 4, 3, 2}
+    assert max(longest for _, w, longest in seen if w == 6) == 6  # full windows do occur
+    assert OmegaConf.select(cfg, "algo.n_step_end") == 2
+    logged = read_metrics(tmp_path / "run", "train/n_step")
+    assert all(n == scheduled(step) for step, n in logged), logged  # and it is logged as such
+    losses = [v for _, v in read_metrics(tmp_path / "run", "train/loss")]
     assert losses and all(math.isfinite(v) for v in losses)
-    assert json.loads((run_dir / "config.json").read_text())["algo.n_step_end"] == 2

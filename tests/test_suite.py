@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from dqn_harness.commands.suites import check_game
-from dqn_harness.comparing.normalized import Normalized
+from dqn_harness.comparing.normalized import Normalized, reference_scores
 from dqn_harness.comparing.suites import ATARI5_WEIGHTS, atari5_lines, atari5_median
+from dqn_harness.envs.atari import ale_game
 from dqn_harness.errors import UsageError
 from tests.conftest import run_cli, run_train
 
@@ -60,10 +61,29 @@ def test_atari5_runs_every_game_as_a_job_and_compare_summarizes_the_suite(tmp_pa
         if len(cells) == 3 and cells[0] == "dqn" and cells[1] in ATARI5_WEIGHTS:
             per_game[cells[1]] = float(cells[2])
     assert sorted(per_game) == sorted(ATARI5_WEIGHTS)
-    estimate = atari5_median(per_game)  # from 3-decimal scores: equal to the printed 3 decimals
-    assert re.search(r"dqn: estimated 57-game median (-?[0-9.]+)", proc.stdout), proc.stdout[-2000:]
-    printed = float(re.search(r"dqn: estimated 57-game median (-?[0-9.]+)", proc.stdout)[1])
-    assert printed == pytest.approx(estimate, abs=2e-3)
+    # and from the runs' own summaries and the reference table, independently of the code
+    # under test: normalized per game, then the paper's formula written out
+    table = reference_scores()
+    weights = {
+        "battle_zone": 0.3820,
+        "double_dunk": 0.0679,
+        "name_this_game": 0.3108,
+        "phoenix": 0.1241,
+        "qbert": 0.0805,
+    }
+    log = 0.0
+    for run_dir in (tmp_path / "multirun" / "atari5").glob("*-*"):
+        if not (run_dir / "summary.json").exists():
+            continue
+        game = ale_game(json.loads((run_dir / "config.json").read_text())["env.id"])
+        score = json.loads((run_dir / "summary.json").read_text())["eval_return_mean"]
+        random, human = table[game]
+        normalized = (score - random) / (human - random)
+        assert per_game[game] == pytest.approx(normalized, abs=1e-3)
+        log += weights[game] * np.log10(1 + max(100 * normalized, 0.0))
+    match = re.search(r"dqn: estimated 57-game median (-?[0-9.]+)", proc.stdout)
+    assert match, proc.stdout[-2000:]
+    assert float(match[1]) == pytest.approx((10**log - 1) / 100, abs=2e-3)
 
 
 @pytest.mark.parametrize(
@@ -87,23 +107,42 @@ def test_a_suite_with_an_unknown_game_is_refused():
     check_game("atari5", "ALE/Qbert-v5")  # a real one passes
 
 
-def test_the_atari5_estimate_is_the_papers_regression_recomputed_on_a_small_table():
-    # The paper's model in percent of human, written out: log10(1 + median) is the weighted
-    # sum of log10(1 + max(score, 0)) with no intercept.
-    weights = [0.3819751237831753, 0.0679099488887574, 0.310804148620847, 0.12412619402774641]
-    weights.append(0.08048518286466755)
-    games = ["battle_zone", "double_dunk", "name_this_game", "phoenix", "qbert"]
-    assert list(ATARI5_WEIGHTS) == games and list(ATARI5_WEIGHTS.values()) == weights
-    # Every game at human level: 101 ** sum(w) - 1 percent.
-    assert atari5_median(dict.fromkeys(games, 1.0)) == pytest.approx(
-        (101 ** sum(weights) - 1) / 100, rel=1e-12
-    )
-    assert atari5_median(dict.fromkeys(games, 1.0)) == pytest.approx(0.8505, abs=1e-4)
-    # A below-random game adds nothing; so does one exactly at random.
-    scores = {"battle_zone": 2.0, "double_dunk": -3.0, "name_this_game": 0.5, "phoenix": 0.0}
-    scores["qbert"] = 0.25
-    log = weights[0] * np.log10(201) + weights[2] * np.log10(51) + weights[4] * np.log10(26)
-    assert atari5_median(scores) == pytest.approx((10**log - 1) / 100, rel=1e-12)
+def test_the_atari5_estimate_is_the_papers_regression_by_hand_where_every_game_counts():
+    """The paper's model worked by hand on scores where all five games count: 50%, 200%,
+    100%, 30% and 10% of human (Battle Zone, Double Dunk, Name This Game, Phoenix, Q*bert),
+    with the paper's weights to four places (0.3820, 0.0679, 0.3108, 0.1241, 0.0805):
+    0.3820 log10(51) + 0.0679 log10(201) + 0.3108 log10(101) + 0.1241 log10(31)
+    + 0.0805 log10(11) = 0.6523 + 0.1564 + 0.6229 + 0.1851 + 0.0838 = 1.7005;
+    10^1.7005 - 1 = 49.18% of human."""
+    scores = {
+        "battle_zone": 0.5,
+        "double_dunk": 2.0,
+        "name_this_game": 1.0,
+        "phoenix": 0.3,
+        "qbert": 0.1,
+    }
+    assert atari5_median(scores) == pytest.approx(0.4918, abs=2e-4)
+    # the weights are the paper's published fit (to four places), in its order of games
+    assert [round(w, 4) for w in ATARI5_WEIGHTS.values()] == [
+        0.3820,
+        0.0679,
+        0.3108,
+        0.1241,
+        0.0805,
+    ]
+    assert list(ATARI5_WEIGHTS) == [
+        "battle_zone",
+        "double_dunk",
+        "name_this_game",
+        "phoenix",
+        "qbert",
+    ]
+    # a game below random adds nothing (its log term is log10(1) = 0): Double Dunk at -300%
+    # gives the estimate without its 0.0679 log10(201) = 0.1564
+    below = {**scores, "double_dunk": -3.0}
+    assert atari5_median(below) == pytest.approx((10 ** (1.7005 - 0.1564) - 1) / 100, abs=3e-4)
+    # every game at human level: 101^(sum of weights) - 1 = 85.05% of human
+    assert atari5_median(dict.fromkeys(scores, 1.0)) == pytest.approx(0.8505, abs=1e-4)
 
 
 def test_the_atari5_estimate_uses_the_mean_over_seeds_and_needs_all_five_games():
@@ -117,3 +156,24 @@ def test_the_atari5_estimate_uses_the_mean_over_seeds_and_needs_all_five_games()
     assert f"per seed {min(per_seed):.3f} to {max(per_seed):.3f}" in line
     partial = Normalized("dqn", games[:4], scores[:, :4], {}, {})
     assert atari5_lines(partial) == ["  dqn: no 57-game median estimate without qbert"]
+
+
+def test_a_suite_on_a_named_preset_names_each_game_as_itself():
+    """`-m suite=atari5 env=pong` trains the five games with Pong's preset: each job is named
+    and grouped (W&B group, run dir) by its own game, not as Pong."""
+    from dqn_harness.commands.multirun import expand
+    from dqn_harness.commands.suites import expand_suite
+    from dqn_harness.config import compose_config, register_configs
+    from tests.conftest import CONF
+
+    register_configs()
+    argv = expand_suite(CONF, ["suite=atari5", "env=pong", "seed=0"], multirun=True)
+    names = set()
+    for job in expand(argv):
+        cfg = compose_config(CONF, job)
+        names.add(cfg.env.name)
+        assert cfg.env.name == ale_game(cfg.env.id).replace("_", "")
+        assert cfg.run_name.startswith(f"{cfg.env.name}-dqn-s0-")
+        assert cfg.env.reward_threshold is None  # Pong's 19 is Pong's alone
+    assert names == {"battlezone", "doubledunk", "namethisgame", "phoenix", "qbert"}
+    assert compose_config(CONF, ["env=pong"]).env.name == "pong"  # the preset's own game

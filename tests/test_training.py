@@ -313,7 +313,14 @@ def test_other_loggers(tmp_path, logger):
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_gpu_training_smoke(tmp_path, precision):
     """Pong frames, prioritized replay (deferred priority copies) and each precision on CUDA;
-    the final evaluation runs on the GPU after Lightning's teardown."""
+    the final evaluation runs on the GPU after Lightning's teardown.
+
+    It is the only cover of the code that runs on a GPU alone, so it runs only where one is
+    lent (``experiments/gpu_check.sh``), never in CI: the deferred priority copies and their
+    flush before a checkpoint (``DQN._update_priorities``' non-CPU branch,
+    ``flush_priorities``), the gradient clip's non-CPU branch (``dqn/clip.py``), the pinned
+    host memory the loader hands Lightning on CUDA, the divergence check at each log rather
+    than each update, and bf16/fp16 autocast on CUDA."""
     run_dir = tmp_path / "run"
     proc = run_train(
         "env=pong",

@@ -138,13 +138,14 @@ def evaluate_command(argv: list[str]) -> int:
     """Score, write, log, print; any bad input on the way raises a UsageError."""
     options, env = evaluate_options(argv)
     protocol = protocol_from(options, env)
+    trust = bool_option(options, "trust_checkpoint")
     from dqn_harness.config import register_configs
     from dqn_harness.scoring.protocol import load_weights, score, scoring_config
     from dqn_harness.scoring.report import check_same_env, log_to_wandb, result_line, write_result
 
     register_configs()
     path, run_dir = scored_run(options)
-    weights = load_weights(path, bool_option(options, "trust_checkpoint"))
+    weights = load_weights(path, trust)
     if "run" in options and options.get("checkpoint", "best") not in ("best", "last"):
         check_same_env(run_dir, weights["config"])
     cfg = scoring_config(weights["config"], protocol)

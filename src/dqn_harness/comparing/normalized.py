@@ -65,22 +65,31 @@ class Normalized:
 
 
 def score_matrix(name: str, runs: list[Run], table: dict[str, tuple[float, float]]) -> np.ndarray:
-    """(seeds, games) of human-normalized final eval returns; every game needs as many seeds
-    (rliable's stratified bootstrap resamples seeds within each game)."""
-    by_game: dict[str, list[float]] = {}
-    for run in sorted(runs, key=lambda r: r.seed):
+    """(seeds, games) of human-normalized final eval returns, row k holding every game's run of
+    the k-th seed: rliable's stratified bootstrap resamples seeds within each game, and the
+    per-seed spread pairs a seed's games. So every game needs the same seeds, each once; games
+    with other seed sets are refused rather than paired by their order."""
+    by_game: dict[str, dict[int, float]] = {}
+    for run in runs:
         game = game_of(run)
         score = run.summary.get("eval_return_mean")
         if score is None:
             raise UsageError("normalize", f"{run.path} has no final evaluation")
-        by_game.setdefault(game, []).append(human_normalized(game, float(score), table))
+        seeds = by_game.setdefault(game, {})
+        if run.seed in seeds:
+            raise UsageError("normalize", f"{name}: two runs of {game} with seed {run.seed}")
+        seeds[int(run.seed)] = human_normalized(game, float(score), table)
     counts = {g: len(v) for g, v in by_game.items()}
     if len(set(counts.values())) > 1:
         raise UsageError(
             "normalize", f"{name}: every game needs the same number of seeds, got {counts}"
         )
+    sets = {g: sorted(v) for g, v in by_game.items()}
+    if len({tuple(s) for s in sets.values()}) > 1:
+        raise UsageError("normalize", f"{name}: every game needs the same seeds, got {sets}")
     games = sorted(by_game)
-    return np.array([by_game[g] for g in games]).T
+    seeds = sets[games[0]]
+    return np.array([[by_game[g][s] for g in games] for s in seeds])
 
 
 def aggregate_functions() -> Any:

@@ -22,9 +22,11 @@ def evaluate(
     rng: np.random.Generator,
     seed: int | None = None,
     lengths: list[int] | None = None,
+    cut: list[bool] | None = None,
 ) -> list[float]:
-    """Unclipped returns of ``episodes`` episodes played ε-greedily on ``env`` (their lengths
-    in agent steps appended to ``lengths`` when given)."""
+    """Unclipped returns of ``episodes`` episodes played ε-greedily on ``env``; their lengths in
+    agent steps are appended to ``lengths`` and, to ``cut``, whether each was truncated (a cap
+    on its length or frames ended it, not the game) when those lists are given."""
     n = env.num_envs
     quota = np.full(n, episodes // n)
     quota[: episodes % n] += 1
@@ -41,5 +43,7 @@ def evaluate(
                 returns.append(episode_return)
                 if lengths is not None:
                     lengths.append(length)
+                if cut is not None:
+                    cut.append(bool(truncated[e] and not terminated[e]))
                 finished[e] += 1
     return returns

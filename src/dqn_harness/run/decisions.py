@@ -21,7 +21,8 @@ class Decisions:
         ckpt_dir: where ``best.pt`` and ``last.pt`` go.
         threshold: mean return that counts as solved (``None``: never solved).
         stop_on_solve: ask training to end once solved.
-        save_weights: writes a weights file to the given path (the run's current policy).
+        save_weights: writes the run's current policy to a weights file (path, and the agent
+            step of the evaluation that judged it, which labels the file).
         on_result: a sweep's pruning hook, called with (agent step, mean); True stops the run.
     """
 
@@ -31,7 +32,7 @@ class Decisions:
         ckpt_dir: Path,
         threshold: float | None,
         stop_on_solve: bool,
-        save_weights: Callable[[Path], None],
+        save_weights: Callable[[Path, int], None],
         on_result: Callable[[int, float], bool] | None = None,
     ) -> None:
         self.ckpt_dir = ckpt_dir
@@ -55,19 +56,20 @@ class Decisions:
         return self.pruned or (self.stop_on_solve and self.solved)
 
     def after_evaluation(self, env_steps: int, mean: float) -> None:
-        self.save_last()
+        self.save_last(env_steps)
         if self.best_mean is None or mean > self.best_mean:
             self.best_mean = mean
             self.best_path = self.ckpt_dir / BEST
-            self.save_weights(self.best_path)
+            self.save_weights(self.best_path, env_steps)
         if self.threshold is not None and mean >= self.threshold and self.solved_at is None:
             self.solved_at = env_steps
         if self.on_result is not None and self.on_result(env_steps, mean):
             self.pruned = True
 
-    def save_last(self) -> None:
+    def save_last(self, env_steps: int) -> None:
+        """last.pt: the current policy, labelled with the agent step it was judged at."""
         self.last_path = self.ckpt_dir / LAST
-        self.save_weights(self.last_path)
+        self.save_weights(self.last_path, env_steps)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -224,9 +224,9 @@ class Runner:
         fresh = not self.stop.is_set() and not self.decisions.pruned
         if fresh and self.evaluator.last_step != step:
             self.evaluate(step)
-        self.decisions.save_last()
+        self.decisions.save_last(step)
         if self.cfg.logger.log_model == "last":
-            self.log_model(self.decisions.ckpt_dir / LAST)
+            self.log_model(self.decisions.ckpt_dir / LAST, step)
 
     # --- phase 4: finish --------------------------------------------------------------------
     def finish(self, status: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -284,24 +284,26 @@ class Runner:
         self.progress.on_evaluation(self.evaluator.last_wall_s, mean)
         self.decisions.after_evaluation(env_steps, mean)
 
-    def save_weights(self, path: Path) -> None:
-        """best.pt / last.pt: the policy's weights, the agent step and the config; with
-        ``logger.log_model`` also a W&B Artifact (``all``: every write; ``best``: best.pt)."""
+    def save_weights(self, path: Path, env_steps: int) -> None:
+        """best.pt / last.pt: the policy's weights, the agent step of the evaluation that judged
+        it (the step its metrics are logged at, not the collector's, which Lightning's prefetch
+        has moved on) and the config; with ``logger.log_model`` also a W&B Artifact (``all``:
+        every write; ``best``: best.pt)."""
         weights = {
             **self.learner.weights(),
-            "env_steps": self.collector.env_steps,
+            "env_steps": env_steps,
             "config": self.config,
         }
         save_atomic(weights, path, torch_save)
         policy = self.cfg.logger.log_model
         if policy == "all" or (policy == "best" and path.name == BEST):
-            self.log_model(path)
+            self.log_model(path, env_steps)
 
-    def log_model(self, path: Path) -> None:
+    def log_model(self, path: Path, env_steps: int) -> None:
         alias = path.stem  # best | last
         score = self.decisions.best_mean if alias == "best" else self.evaluator.last_mean
         metadata = {
-            "env_steps": self.collector.env_steps,
+            "env_steps": env_steps,
             "eval_return": score,
             "protocol": self.cfg.protocol.name,
             "run_name": self.cfg.run_name,

@@ -118,13 +118,19 @@ def model_card(
 
 
 def reproduce_command(run_dir: Path) -> str:
+    """The single ``python train.py`` command that trains this run again.
+
+    A job of a ``-m suite=<name>`` grid recorded ``suite=<name>`` beside its own game
+    (``env.id=``) and preset; ``suite=`` on one run is refused (a suite is a grid), so the card
+    gives the game's own command instead, which is what trained these weights."""
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     if not overrides_file.exists():
         return "python train.py (its overrides were not recorded)"
     import yaml
 
     overrides = [str(o) for o in yaml.safe_load(overrides_file.read_text()) or []]
-    kept = [o for o in overrides if not o.startswith(("hydra.", "resume=", "run_name="))]
+    owned = ("hydra.", "resume=", "run_name=", "trust_checkpoint=", "suite=", "+suite=")
+    kept = [o for o in overrides if not o.startswith(owned)]
     return " ".join(["python train.py", *kept])
 
 
@@ -149,16 +155,37 @@ def export_run(run_dir: Path, checkpoint: Path, weights: dict[str, Any], out: Pa
     return sorted(out.iterdir())
 
 
+def upload_plan(out: Path, repo_id: str) -> dict[str, Any]:
+    """What a push would send, checked without the network: the repository id (the Hub's own
+    rules, ``validate_repo_id``), the files of the folder, and the model card's metadata as the
+    Hub reads it (``ModelCard``: front matter with ``library_name`` and tags)."""
+    from huggingface_hub import ModelCard
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise UsageError("repo_id", str(exc).strip().splitlines()[0][:200]) from None
+    if "/" not in repo_id:
+        raise UsageError("repo_id", f"'{repo_id}' needs an owner: <user or org>/<name>")
+    files = sorted(p.name for p in out.iterdir() if p.is_file())
+    card = ModelCard.load(out / "README.md")
+    return {"repo_id": repo_id, "files": files, "card": card.data.to_dict()}
+
+
 def push(out: Path, repo_id: str) -> str:
     """Upload the folder as a Hub model repository; a one-line UsageError (the folder kept)
-    when there is no token, no network, or the Hub refuses."""
+    when the id is malformed, or there is no token, no network, or the Hub refuses."""
     from huggingface_hub import HfApi
 
+    plan = upload_plan(out, repo_id)
     api = HfApi()
     try:
         api.whoami()
         api.create_repo(repo_id, repo_type="model", exist_ok=True)
-        info = api.upload_folder(folder_path=str(out), repo_id=repo_id, repo_type="model")
+        info = api.upload_folder(
+            folder_path=str(out), repo_id=repo_id, repo_type="model", allow_patterns=plan["files"]
+        )
     except Exception as exc:  # noqa: BLE001 (no token, offline, refused: all one line)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(

@@ -21,8 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dqn_harness.config.schema import MOVED_KEYS, Config
-from dqn_harness.envs import is_atari, make_env, make_vec_env
-from dqn_harness.envs.atari import max_frames
+from dqn_harness.envs import make_env, make_vec_env
 from dqn_harness.envs.checks import validate_env
 from dqn_harness.errors import UsageError
 from dqn_harness.evaluation.play import evaluate
@@ -239,16 +238,14 @@ def score(
         n_actions = int(env.single_action_space.n)  # type: ignore[attr-defined]
         policy = load_policy(cfg, weights, n_actions, env.single_observation_space)
         lengths: list[int] = []
+        cut: list[bool] = []
         returns = evaluate(
-            env, policy, episodes, epsilon, np.random.default_rng(seed), seed, lengths=lengths
+            env, policy, episodes, epsilon, np.random.default_rng(seed), seed, lengths, cut
         )
     finally:
         env.close()
     values = np.asarray(returns, dtype=float)
     low, high = bootstrap_ci(values, np.random.default_rng(seed))
-    cap = cfg.env.max_episode_steps
-    if is_atari(cfg.env.id):
-        cap = max_frames(cfg.env) // cfg.env.frame_skip
     result: dict[str, Any] = {
         "protocol": protocol.label(str(cfg.protocol.name)),
         "episodes": episodes,
@@ -263,7 +260,9 @@ def score(
         "return_ci95": [low, high],
         "returns": [float(r) for r in returns],
         "lengths": lengths,
-        "capped_episodes": 0 if cap is None else sum(n >= cap for n in lengths),
+        # truncated by a cap (ALE's frames, env.max_episode_steps), as the env says: a length
+        # test would miss Atari's, whose no-op and FIRE frames at reset spend the cap too
+        "capped_episodes": sum(cut),
         "wall_s": time.perf_counter() - start,
         "videos": [],
     }
