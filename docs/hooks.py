@@ -24,7 +24,9 @@ def on_files(files: Files, config) -> Files:
     from dqn_harness.config.reference import config_reference
 
     files.append(
-        File.generated(config, "reference/configuration.md", content=config_reference(ROOT / "conf"))
+        File.generated(
+            config, "reference/configuration.md", content=config_reference(ROOT / "conf")
+        )
     )
     for path in NOTEBOOKS:
         files.append(File(path, str(ROOT), config["site_dir"], config["use_directory_urls"]))

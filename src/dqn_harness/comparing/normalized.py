@@ -75,10 +75,10 @@ def score_matrix(name: str, runs: list[Run], table: dict[str, tuple[float, float
         score = run.summary.get("eval_return_mean")
         if score is None:
             raise UsageError("normalize", f"{run.path} has no final evaluation")
-        seeds = by_game.setdefault(game, {})
-        if run.seed in seeds:
+        of_game = by_game.setdefault(game, {})
+        if run.seed in of_game:
             raise UsageError("normalize", f"{name}: two runs of {game} with seed {run.seed}")
-        seeds[int(run.seed)] = human_normalized(game, float(score), table)
+        of_game[int(run.seed)] = human_normalized(game, float(score), table)
     counts = {g: len(v) for g, v in by_game.items()}
     if len(set(counts.values())) > 1:
         raise UsageError(
@@ -88,8 +88,7 @@ def score_matrix(name: str, runs: list[Run], table: dict[str, tuple[float, float
     if len({tuple(s) for s in sets.values()}) > 1:
         raise UsageError("normalize", f"{name}: every game needs the same seeds, got {sets}")
     games = sorted(by_game)
-    seeds = sets[games[0]]
-    return np.array([[by_game[g][s] for g in games] for s in seeds])
+    return np.array([[by_game[g][s] for g in games] for s in sets[games[0]]])
 
 
 def aggregate_functions() -> Any:
