@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dqn_harness.comparing.stats import aggregate, iqm
@@ -397,8 +398,13 @@ def test_checkpoints_become_wandb_artifacts_read_back_from_the_offline_run(
         assert meta["protocol"] == "preset" and meta["env"] == "CartPole-v1"
         [kind] = {"best", "last"} & set(art["aliases"])
         [step_alias] = [a for a in art["aliases"] if a.startswith("step-")]
-        versions[kind].append((int(step_alias.removeprefix("step-")), meta["eval_return"]))
-        assert [c["path"] for c in art["manifest"]["contents"]] == [f"{kind}.pt"]
+        step = int(step_alias.removeprefix("step-"))
+        versions[kind].append((step, meta["eval_return"]))
+        [content] = art["manifest"]["contents"]
+        assert content["path"] == f"{kind}.pt"
+        # the file as staged for upload: data only, labelled with that evaluation's step
+        staged = torch.load(content["local_path"], weights_only=True)
+        assert staged["env_steps"] == step and "q_net" in staged
     if "best" in expected:  # a version at each new best evaluation: its step, its return
         assert versions["best"] == new_bests
     if policy == "all":  # every evaluation wrote last.pt, and the final one again
