@@ -113,7 +113,7 @@ def scored_run(options: dict[str, str]) -> tuple[Path, Path]:
     return path, run_dir
 
 
-def by_folder(path: Path, run_dir: Path) -> str:
+def checkpoint_by_folder(path: Path, run_dir: Path) -> str:
     """A checkpoint named by its run's folder (``pong-dqn-s0-.../checkpoints/best.pt``), not by
     where that folder was on the machine that scored it: the result travels with the run."""
     path, run_dir = path.absolute(), run_dir.absolute()
@@ -152,7 +152,7 @@ def evaluate_command(argv: list[str]) -> int:
     logger = result_logger(options, cfg)
     tag = f"eval-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = {
-        "checkpoint": by_folder(path, run_dir),
+        "checkpoint": checkpoint_by_folder(path, run_dir),
         "checkpoint_env_steps": int(weights["env_steps"]),
         "run_name": cfg.run_name,
         "algo": cfg.algo.name,

@@ -11,7 +11,7 @@ from typing import Any
 from dqn_harness.comparing.stats import ConfigResult
 
 
-def by_folder(path: Path) -> str:
+def run_by_folder(path: Path) -> str:
     """A run as a table names it: relative to the working directory when it is under it
     (``outputs/pong-dqn-s0-...``), else by its folder alone, never by a machine's path."""
     path = Path(path).absolute()
@@ -59,7 +59,7 @@ def runs_csv(results: list[ConfigResult]) -> str:
     for res in results:
         for run in res.runs:
             row = {k: run.summary.get(k) for k in fields}
-            row.update(config=res.name, seed=run.seed, run_dir=by_folder(run.path))
+            row.update(config=res.name, seed=run.seed, run_dir=run_by_folder(run.path))
             writer.writerow(row)
     return buf.getvalue()
 

@@ -88,7 +88,7 @@ def keys(node: type = schema.Config, prefix: str = "") -> list[Key]:
     return out
 
 
-def _cell(value: Any) -> str:
+def _reference_value(value: Any) -> str:
     if value is dataclasses.MISSING or str(value) == "???":
         return "(set by the preset)"
     if value is None:
@@ -144,10 +144,10 @@ def config_reference(conf_dir: Path) -> str:
                 "| --- | --- | --- | " + " | ".join("---" for _ in labels) + " | --- |",
             ]
         allowed = f" (one of: {', '.join(f'`{c}`' for c in k.choices)})" if k.choices else ""
-        shown = [_cell(presets[lb][k.key]) for lb in labels]
+        shown = [_reference_value(presets[lb][k.key]) for lb in labels]
         kind = k.type.replace(" | ", " or ")  # a pipe would end the table cell
         lines.append(
-            f"| `{k.key}` | `{kind}` | {_cell(k.default)} | "
+            f"| `{k.key}` | `{kind}` | {_reference_value(k.default)} | "
             + " | ".join(shown)
             + f" | {k.meaning.replace('|', '/')}{allowed} |"
         )
