@@ -426,3 +426,44 @@ def test_clip_grad_norm_is_torchs_bit_for_bit_and_leaves_unclipped_gradients_unw
     clipped = not bool(norm + 1e-6 <= max_norm)
     assert all(written) if clipped else not any(written)
     assert clipped == (scale != 1e-3), f"norm {float(norm):.3g}: the cases must cover both sides"
+
+
+def test_the_nips_network_is_the_2013_papers_and_evaluates_as_it_trained(tmp_path):
+    """model=nips_cnn: 16 8x8/4 and 32 4x4/2 convolutions, 256 dense units (Mnih et al. 2013),
+    about a third of the Nature CNN's multiply-adds; the config builds it, evaluate.py's
+    rebuild from a checkpoint's config gives the same Q-values, and it is refused where there
+    are no frames."""
+    import gymnasium as gym
+
+    from dqn_harness.config import compose_config, validate
+    from dqn_harness.errors import UsageError
+    from dqn_harness.nets import NIPS_CONVS, NatureCNN, build_q_net
+    from tests.conftest import CONF
+
+    cfg = compose_config(CONF, ["env=pong", "model=nips_cnn", "run_name=x"])
+    assert cfg.model.name == "nips_cnn" and list(cfg.model.hidden) == [256]
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    net = build_q_net(cfg.model, space, 6)
+    convs = [m for m in net.trunk if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
+        (16, 8, 4),
+        (32, 4, 2),
+    ]
+    assert net.head[0].in_features == 32 * 9 * 9 and net.head[0].out_features == 256
+
+    def macs(model: torch.nn.Module) -> int:
+        size, total = 84, 0
+        for c in (m for m in model.trunk if isinstance(m, torch.nn.Conv2d)):
+            size = (size - c.kernel_size[0]) // c.stride[0] + 1
+            total += c.weight.numel() * size * size
+        return total + sum(m.weight.numel() for m in model.head if isinstance(m, torch.nn.Linear))
+
+    nature = NatureCNN(4, 6)
+    assert 0.28 < macs(net) / macs(nature) < 0.35
+    obs = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+    rebuilt = build_q_net(cfg.model, space, 6)
+    rebuilt.load_state_dict(net.state_dict())
+    assert torch.equal(rebuilt(obs), net(obs)) and net(obs).shape == (5, 6)
+    assert NIPS_CONVS == ((16, 8, 4), (32, 4, 2))
+    with pytest.raises(UsageError, match="nips_cnn needs Atari frames"):
+        validate(compose_config(CONF, ["env=cartpole", "model=nips_cnn", "run_name=x"]))

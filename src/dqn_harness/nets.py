@@ -15,7 +15,7 @@ from dqn_harness.errors import UsageError
 
 # Convolutions of the shipped CNNs as (out channels, kernel, stride), over 84x84 frames.
 NATURE_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # Mnih et al. 2015 (Nature): 7x7x64 out
-NIPS_CONVS = ((16, 8, 4), (32, 4, 2))  # Mnih et al. 2013 (NIPS workshop): 9x9x32, ~1/4 the MACs
+NIPS_CONVS = ((16, 8, 4), (32, 4, 2))  # Mnih et al. 2013 (NIPS workshop): 9x9x32, ~1/3 the MACs
 CONVS = {"nature_cnn": NATURE_CONVS, "nips_cnn": NIPS_CONVS}
 
 
@@ -23,7 +23,7 @@ class NatureCNN(nn.Module):
     """Mnih et al. 2015: 3 conv + 2 dense layers over a (stack, 84, 84) uint8 observation.
 
     ``convs=NIPS_CONVS`` (``model=nips_cnn``) is the 2013 paper's smaller trunk, two
-    convolutions and 256 dense units: the same input path, about a quarter of the work.
+    convolutions and 256 dense units: the same input path, about a third of the work.
     """
 
     def __init__(
