@@ -43,7 +43,9 @@ def test_shipped_configs_compose_and_validate(overrides):
 
 
 def test_env_presets_pick_their_model_and_schedule():
-    assert compose_cfg("env=pong").model.name == "nature_cnn"
+    assert compose_cfg("env=pong").model.name == "nips_cnn"
+    assert compose_cfg("env=pong", "model=nature_cnn").model.name == "nature_cnn"
+    assert compose_cfg("env=breakout").model.name == "nature_cnn"
     assert compose_cfg("env=cartpole").model.name == "mlp"
     assert compose_cfg("env=cartpole").schedule.name == "classic"
     # the command line still wins over the preset
@@ -52,9 +54,12 @@ def test_env_presets_pick_their_model_and_schedule():
 
 def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
     fast, classic = compose_cfg("env=pong"), compose_cfg("+experiment=pong_nature")
-    assert (fast.algo.n_step, fast.train_freq, fast.trainer.precision) == (10, 1, "bf16-mixed")
+    assert (fast.algo.n_step, fast.train_freq, fast.trainer.precision) == (4, 1, "bf16-mixed")
+    assert (fast.model.name, list(fast.model.hidden), fast.batch_size) == ("nips_cnn", [256], 32)
     assert fast.schedule.epsilon.end == 0.01 and fast.schedule.epsilon.steps == 5_000
-    assert fast.eval.stop_on_solve and fast.eval.every == 10_000
+    assert fast.eval.stop_on_solve and fast.eval.every == 50_000
+    trigger = (fast.eval.trigger_episodes, fast.eval.trigger_margin, fast.eval.trigger_gap)
+    assert trigger == (10, 2.0, 20_000)
     # the harness's Atari protocol: 20 full games at epsilon 0.01, no sticky actions, 30 no-ops
     protocol = (fast.eval.episodes, fast.eval.epsilon, fast.env.repeat_action_probability)
     assert protocol == (20, 0.01, 0.0) and fast.env.noop_max == 30
@@ -62,15 +67,20 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
     for preset in ("+experiment=pong_nature", "env=atari", "env=breakout"):
         cfg = compose_cfg(preset)
         assert (cfg.eval.episodes, cfg.eval.epsilon) == (20, 0.01), preset
+        assert cfg.model.name == "nature_cnn" and cfg.eval.trigger_episodes == 0, preset
     assert (classic.algo.n_step, classic.train_freq, classic.trainer.precision) == (1, 4, "32-true")
     assert classic.schedule.epsilon.end == 0.01 and classic.total_steps == 1_000_000
     # the recorded classic run (experiments/README "pong_dqn") still composes to its settings
     recorded = compose_cfg("+experiment=pong_dqn")
     assert (recorded.algo.n_step, recorded.train_freq, recorded.eval.episodes) == (1, 4, 5)
     assert recorded.eval.epsilon == 0.05  # as it was recorded
-    # the preset env=pong was until 2026-12-02 stays reachable by name: the fast preset on Pong
+    # the earlier env=pong presets stay reachable by name, with the Nature CNN
+    n10 = compose_cfg("+experiment=pong_n10")
+    assert (n10.model.name, n10.algo.n_step, n10.eval.every) == ("nature_cnn", 10, 10_000)
+    assert n10.schedule.epsilon.steps == 5_000 and n10.eval.trigger_episodes == 0
+    # pong_n4 is the fast preset on Pong, as it was
     n4 = OmegaConf.to_container(compose_cfg("+experiment=pong_n4"), resolve=False)
-    fast_pong = compose_cfg("env=atari_fast", "env.id=ALE/Pong-v5", "env.name=pong")
+    fast_pong = compose_cfg("env=atari_fast", "env.id=ALE/Pong-v5")
     fast_pong = OmegaConf.to_container(fast_pong, resolve=False)
     n4.pop("run_name"), fast_pong.pop("run_name")
     assert n4 == fast_pong
@@ -84,11 +94,18 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
         for key in pong[section]
         if pong[section][key] != n4[section][key]
     } | {k for k in pong if not isinstance(pong[k], dict) and pong[k] != n4[k]}
-    assert changed == {("algo", "n_step"), ("schedule", "epsilon"), ("eval", "every")}, changed
+    assert changed == {
+        ("model", "name"),
+        ("model", "hidden"),
+        ("schedule", "epsilon"),
+        ("eval", "every"),
+        ("eval", "trigger_episodes"),
+        ("eval", "trigger_margin"),
+    }, changed
 
 
 def test_breakout_is_the_fast_preset_on_another_game_and_atari_stays_classic():
-    """Issue 16 records env=breakout "with the same preset" as env=pong had then (today's
+    """env=breakout is the same preset as env=pong had then (today's
     +experiment=pong_n4, the fast preset): only the game differs."""
     pong, breakout = (
         OmegaConf.to_container(compose_cfg(arg), resolve=False)
@@ -111,7 +128,7 @@ def test_switch_groups_set_their_keys_under_any_env_preset():
     assert cfg.model.name == "mlp" and cfg.model.dueling
     assert cfg.buffer.sampler == "prioritized" and cfg.buffer.capacity == 50_000  # env's capacity
     cfg = compose_cfg("env=pong", "+experiment=rainbow_lite")
-    assert cfg.model.name == "nature_cnn" and cfg.model.dueling and cfg.algo.n_step == 3
+    assert cfg.model.name == "nips_cnn" and cfg.model.dueling and cfg.algo.n_step == 3
     assert cfg.algo.double and cfg.buffer.sampler == "prioritized"
 
 

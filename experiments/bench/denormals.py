@@ -41,9 +41,11 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from dqn_harness.config import EnvConfig
 from dqn_harness.envs import make_vec_env
-from dqn_harness.nets import NatureCNN
+from dqn_harness.nets import CONVS, NatureCNN
 ck = torch.load({checkpoint!r}, map_location="cpu", weights_only=True)
-net = NatureCNN(4, ck["q_net"]["head.2.weight"].shape[0], channels_last=True)
+model = ck["config"]["model"]  # the checkpoint's own network (env=pong's: nips_cnn)
+net = NatureCNN(4, ck["q_net"]["head.2.weight"].shape[0], hidden=model["hidden"],
+                channels_last=True, convs=CONVS[model["name"]])
 net.load_state_dict(ck["q_net"])
 target = copy.deepcopy(net)
 target.load_state_dict(ck["target_net"])

@@ -317,8 +317,8 @@ def accounting(a: argparse.Namespace, out: Path, rounds: int = 3) -> dict[str, f
 
 
 def pong_overrides(a: argparse.Namespace, out: Path) -> list[str]:
-    """``env=pong`` as ``python train.py env=pong`` runs it (one bf16 update per agent step,
-    10-step returns), in the shared timing window."""
+    """``env=pong`` as ``python train.py env=pong`` runs it (its network, one bf16 update per
+    agent step, its n-step returns), in the shared timing window."""
     return ["env=pong", *window(a, out)]
 
 
@@ -328,7 +328,8 @@ def isolated_cycle_ms(updates: int) -> float:
     sys.path.insert(0, str(Path(__file__).parent))
     from update_cost import HARNESS, measure
 
-    opts = dict(HARNESS, train_freq=1)
+    pong = compose_config(ROOT / "conf", ["env=pong"])  # the network env=pong trains
+    opts = dict(HARNESS, train_freq=1, model=pong.model.name, hidden=list(pong.model.hidden))
     if native_bf16():  # where train.py keeps bf16-mixed (elsewhere it falls back to 32-true)
         opts.update(bf16=True, half_target=True)
     m = measure(opts, updates)

@@ -32,6 +32,7 @@ Variants:
 - bf16 update: both, as the harness runs it now; acting stays fp32;
 - bf16 update + acting: acting forwards under autocast too;
 - batch 64 every 8: the same samples per agent step in half the updates (fp32 and bf16);
+- nips_cnn bf16 update: env=pong's network (``model=nips_cnn``), one update per agent step;
 - ``--compile``: the update's networks through ``torch.compile`` (slow to start; off by default);
 - ``--python PATH``: the harness fp32 and bf16 updates again under another interpreter, e.g. a
   scratch venv with another torch release (pytorch/pytorch#183815 reports a CPU bf16
@@ -64,6 +65,10 @@ VARIANTS: dict[str, dict] = {
     "bf16 update + acting": dict(HARNESS, bf16=True, bf16_act=True),
     "fp32 batch 64 / 8 steps": dict(HARNESS, batch=64, train_freq=8),
     "bf16 batch 64 / 8 steps": dict(HARNESS, bf16=True, batch=64, train_freq=8),
+    # env=pong's network: the NIPS-2013 one (two convolutions, 256 dense units)
+    "nips_cnn bf16 update": dict(
+        HARNESS, bf16=True, half_target=True, model="nips_cnn", hidden=[256], train_freq=1
+    ),
 }
 BASELINE = "harness fp32"
 
@@ -77,7 +82,7 @@ if opts["allocator"]:
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
-from dqn_harness.nets import NatureCNN
+from dqn_harness.nets import CONVS, NatureCNN
 from dqn_harness.dqn.clip import clip_grad_norm
 torch.manual_seed(0)
 B, K = opts.get("batch", 32), opts.get("train_freq", 4)
@@ -90,7 +95,8 @@ if opts.get("legacy_input"):  # the forward before the 16-bit input path (commit
         x = (obs.float() / 255.0).contiguous(memory_format=self.memory_format)
         return self.head(self.trunk(x))
     NatureCNN.forward = legacy
-net = NatureCNN(4, 6, channels_last=opts["channels_last"])
+net = NatureCNN(4, 6, hidden=opts.get("hidden", [512]), channels_last=opts["channels_last"],
+                convs=CONVS[opts.get("model", "nature_cnn")])
 target = copy.deepcopy(net)
 if opts.get("half_target"):  # what DQN.frozen_target hands the update under bf16 autocast
     target = target.to(torch.bfloat16)
