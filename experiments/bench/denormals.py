@@ -125,6 +125,10 @@ def main() -> None:
         print(f"error: --checkpoint: no such file: {a.checkpoint}", file=sys.stderr)
         sys.exit(2)
     counts, env_steps = subnormals(a.checkpoint)
+    import torch
+
+    ck_model = torch.load(a.checkpoint, map_location="cpu", weights_only=True)["config"]["model"]
+    ck_model = ck_model["name"]  # the network the checkpoint trained (env=pong's: nips_cnn)
     runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     for r in range(a.repeats):
         for flush in (False, True) if r % 2 == 0 else (True, False):
@@ -134,7 +138,7 @@ def main() -> None:
     spread = {f: (min(u), max(u)) for f, u in updates.items()}
     threads = runs[False][0]["threads"]
     print(
-        f"{cpu_description()}: Nature-CNN update from {a.checkpoint} (agent step {env_steps:,}), "
+        f"{cpu_description()}: {ck_model} update from {a.checkpoint} (agent step {env_steps:,}), "
         f"{threads} threads "
         f"(median of {a.repeats} processes x {a.updates} updates per mode)"
     )
