@@ -282,10 +282,11 @@ def test_ctrl_c_and_sigterm_stop_cleanly_with_summary(tmp_path, signum, code):
     assert "Traceback" not in err
     s = summary_of(run_dir)
     assert s["status"] == "interrupted" and 0 < s["env_steps"] < 1_000_000
-    # last.pt is the policy as of the batch it last learned from (train_freq 1: one agent step
-    # before the collector, which Lightning's prefetch moved on); state.pt is at the stop
+    # last.pt is the policy as of the batch it last learned from: at train_freq 1 the
+    # collector's step, or one before it when Lightning had already fetched the next batch
+    # (SIGINT lands between updates; SIGTERM can end fit inside one); state.pt is at the stop
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    assert last["env_steps"] == s["env_steps"] - 1
+    assert s["env_steps"] - 1 <= last["env_steps"] <= s["env_steps"], (last["env_steps"], s)
     state = load_checkpoint_state(run_dir)  # resumable from the stop
     assert state["env_steps"] == s["env_steps"] and state["learner"]["grad_steps"] > 0
 
