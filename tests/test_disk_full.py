@@ -297,3 +297,27 @@ def test_a_full_disk_fails_the_trial_keeps_the_study_and_the_sweep_resumes(tmpfs
     trials = optuna.load_study(study_name="full_disk", storage=storage).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert trials[2].params == trials[1].params  # the re-queued trial ran, with its parameters
+
+
+def test_a_metrics_flush_that_fills_the_disk_leaves_whole_lines_only(tmpfs):
+    """The disk takes part of a flush (a short write) and then refuses the rest: the log is cut
+    back to the whole lines it had, the error names it, and what was written before stays."""
+    from dqn_harness.errors import DiskFull
+    from dqn_harness.tracking.metrics import MetricsLog
+    from dqn_harness.tracking.wandb_setup import Loggers
+
+    log = MetricsLog(tmpfs, Loggers())
+    for step in range(10):
+        log.log({"train/loss": 0.5}, step)
+    log.flush()
+    before = (tmpfs / "metrics.jsonl").read_bytes()
+    filler = fill(tmpfs, 8192)  # two pages: a 60 KB flush gets some of them, then no more
+    for step in range(10, 510):
+        log.pending.append(json.dumps({"env_steps": step, "pad": "x" * 100}).encode() + b"\n")
+    log.pending_bytes = sum(map(len, log.pending))
+    with pytest.raises(DiskFull) as caught:
+        log.flush()
+    assert "metrics.jsonl" in str(caught.value)
+    assert (tmpfs / "metrics.jsonl").read_bytes() == before  # whole lines, as before the flush
+    log.close()
+    filler.unlink()
