@@ -43,8 +43,8 @@ def test_shipped_configs_compose_and_validate(overrides):
 
 
 def test_env_presets_pick_their_model_and_schedule():
-    assert compose_cfg("env=pong").model.name == "nips_cnn"
-    assert compose_cfg("env=pong", "model=nature_cnn").model.name == "nature_cnn"
+    assert compose_cfg("env=pong").model.name == "nature_cnn"
+    assert compose_cfg("env=pong", "model=nips_cnn").model.name == "nips_cnn"
     assert compose_cfg("env=breakout").model.name == "nature_cnn"
     assert compose_cfg("env=cartpole").model.name == "mlp"
     assert compose_cfg("env=cartpole").schedule.name == "classic"
@@ -54,8 +54,12 @@ def test_env_presets_pick_their_model_and_schedule():
 
 def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
     fast, classic = compose_cfg("env=pong"), compose_cfg("+experiment=pong_nature")
-    assert (fast.algo.n_step, fast.train_freq, fast.trainer.precision) == (4, 1, "bf16-mixed")
-    assert (fast.model.name, list(fast.model.hidden), fast.batch_size) == ("nips_cnn", [256], 32)
+    assert (fast.algo.n_step, fast.train_freq, fast.trainer.precision) == (10, 1, "bf16-mixed")
+    assert (fast.model.name, list(fast.model.hidden), fast.batch_size) == ("nature_cnn", [512], 32)
+    # the NIPS-2013 network with 4-step returns, env=pong otherwise
+    nips = compose_cfg("+experiment=pong_nips")
+    assert (nips.model.name, list(nips.model.hidden), nips.algo.n_step) == ("nips_cnn", [256], 4)
+    assert nips.eval == fast.eval and nips.schedule == fast.schedule
     assert fast.schedule.epsilon.end == 0.01 and fast.schedule.epsilon.steps == 5_000
     assert fast.eval.stop_on_solve and fast.eval.every == 50_000
     trigger = (fast.eval.trigger_episodes, fast.eval.trigger_margin, fast.eval.trigger_gap)
@@ -95,8 +99,7 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
         if pong[section][key] != n4[section][key]
     } | {k for k in pong if not isinstance(pong[k], dict) and pong[k] != n4[k]}
     assert changed == {
-        ("model", "name"),
-        ("model", "hidden"),
+        ("algo", "n_step"),
         ("schedule", "epsilon"),
         ("eval", "every"),
         ("eval", "trigger_episodes"),
@@ -128,7 +131,7 @@ def test_switch_groups_set_their_keys_under_any_env_preset():
     assert cfg.model.name == "mlp" and cfg.model.dueling
     assert cfg.buffer.sampler == "prioritized" and cfg.buffer.capacity == 50_000  # env's capacity
     cfg = compose_cfg("env=pong", "+experiment=rainbow_lite")
-    assert cfg.model.name == "nips_cnn" and cfg.model.dueling and cfg.algo.n_step == 3
+    assert cfg.model.name == "nature_cnn" and cfg.model.dueling and cfg.algo.n_step == 3
     assert cfg.algo.double and cfg.buffer.sampler == "prioritized"
 
 

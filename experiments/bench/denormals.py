@@ -43,7 +43,7 @@ from dqn_harness.config import EnvConfig
 from dqn_harness.envs import make_vec_env
 from dqn_harness.nets import CONVS, NatureCNN
 ck = torch.load({checkpoint!r}, map_location="cpu", weights_only=True)
-model = ck["config"]["model"]  # the checkpoint's own network (env=pong's: nips_cnn)
+model = ck["config"]["model"]  # the checkpoint's own network (env=pong's: nature_cnn)
 net = NatureCNN(4, ck["q_net"]["head.2.weight"].shape[0], hidden=model["hidden"],
                 channels_last=True, convs=CONVS[model["name"]])
 net.load_state_dict(ck["q_net"])
@@ -128,7 +128,7 @@ def main() -> None:
     import torch
 
     ck_model = torch.load(a.checkpoint, map_location="cpu", weights_only=True)["config"]["model"]
-    ck_model = ck_model["name"]  # the network the checkpoint trained (env=pong's: nips_cnn)
+    ck_model = ck_model["name"]  # the network the checkpoint trained (env=pong's: nature_cnn)
     runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     for r in range(a.repeats):
         for flush in (False, True) if r % 2 == 0 else (True, False):

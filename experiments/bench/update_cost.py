@@ -32,7 +32,7 @@ Variants:
 - bf16 update: both, as the harness runs it now; acting stays fp32;
 - bf16 update + acting: acting forwards under autocast too;
 - batch 64 every 8: the same samples per agent step in half the updates (fp32 and bf16);
-- nips_cnn bf16 update: env=pong's network (``model=nips_cnn``), one update per agent step;
+- nips_cnn bf16 update: +experiment=pong_nips's network, one update per agent step;
 - ``--compile``: the update's networks through ``torch.compile`` (slow to start; off by default);
 - ``--python PATH``: the harness fp32 and bf16 updates again under another interpreter, e.g. a
   scratch venv with another torch release (pytorch/pytorch#183815 reports a CPU bf16
@@ -65,7 +65,7 @@ VARIANTS: dict[str, dict] = {
     "bf16 update + acting": dict(HARNESS, bf16=True, bf16_act=True),
     "fp32 batch 64 / 8 steps": dict(HARNESS, batch=64, train_freq=8),
     "bf16 batch 64 / 8 steps": dict(HARNESS, bf16=True, batch=64, train_freq=8),
-    # env=pong's network: the NIPS-2013 one (two convolutions, 256 dense units)
+    # +experiment=pong_nips's network: the NIPS-2013 one (two convolutions, 256 dense units)
     "nips_cnn bf16 update": dict(
         HARNESS, bf16=True, half_target=True, model="nips_cnn", hidden=[256], train_freq=1
     ),
