@@ -208,13 +208,20 @@ def test_the_protocol_is_recorded_by_name_and_scoring_names_its_own(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((run_dir / "config.json").read_text())["protocol.name"] == "nature"
-    common = ("episodes=2", "num_envs=1", "env.max_num_frames_per_episode=2000", "logger=none")
-    modified = "modified: episodes=2 num_envs=1 env.max_num_frames_per_episode=2000"
-    for extra, name, epsilon in (((), "nature", 0.05), (("protocol=harness",), "harness", 0.01)):
-        proc = run_cli("evaluate.py", f"run={run_dir}", *extra, *common, cwd=tmp_path)
+
+    def score(*args: str) -> dict:
+        """evaluate.py on the run's best.pt; its result file, read and removed."""
+        proc = run_cli("evaluate.py", f"run={run_dir}", *args, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-2000:]
         [path] = Path(run_dir).glob("eval-best-*.json")
         result = json.loads(path.read_text())
+        path.unlink()
+        return result
+
+    common = ("episodes=2", "num_envs=1", "env.max_num_frames_per_episode=2000", "logger=none")
+    modified = "modified: episodes=2 num_envs=1 env.max_num_frames_per_episode=2000"
+    for extra, name, epsilon in (((), "nature", 0.05), (("protocol=harness",), "harness", 0.01)):
+        result = score(*extra, *common)
         assert result["protocol"] == f"{name}, {modified}" and result["epsilon"] == epsilon
         assert result["env"] == {
             "id": "ALE/Breakout-v5",
@@ -223,43 +230,18 @@ def test_the_protocol_is_recorded_by_name_and_scoring_names_its_own(tmp_path):
             "max_num_frames_per_episode": 2000,
             "noop_max": 30,
         }
-        path.unlink()
     # a protocol's own emulator keys reach the games: nature's 18,000-frame cap (the run was
     # trained with 2,000), and settings given on top (sticky actions, no-ops, a frame cap)
-    proc = run_cli(
-        "evaluate.py",
-        f"run={run_dir}",
-        "protocol=nature",
-        "episodes=1",
-        "num_envs=1",
-        "logger=none",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    [path] = Path(run_dir).glob("eval-best-*.json")
-    result = json.loads(path.read_text())
+    result = score("protocol=nature", "episodes=1", "num_envs=1", "logger=none")
     assert result["env"]["max_num_frames_per_episode"] == 18_000 and result["protocol"].startswith(
         "nature"
     )
-    path.unlink()
     given = (
         "env.noop_max=0",
         "env.repeat_action_probability=0.25",
         "env.max_num_frames_per_episode=400",
     )
-    proc = run_cli(
-        "evaluate.py",
-        f"run={run_dir}",
-        "protocol=harness",
-        "episodes=2",
-        "num_envs=1",
-        "logger=none",
-        *given,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    [path] = Path(run_dir).glob("eval-best-*.json")
-    result = json.loads(path.read_text())
+    result = score("protocol=harness", "episodes=2", "num_envs=1", "logger=none", *given)
     assert result["env"] == {
         "id": "ALE/Breakout-v5",
         "repeat_action_probability": 0.25,
