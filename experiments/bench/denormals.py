@@ -87,9 +87,9 @@ print(json.dumps({{"mode": mode, "threads": torch.get_num_threads(), "forward": 
 PARTS = ("forward", "backward", "clip", "adam", "update")
 
 
-def subnormals(checkpoint: str) -> tuple[dict[str, tuple[int, int]], int]:
-    """(subnormal, all) values of the checkpoint's weights and of each Adam moment, and the
-    agent step it was saved at."""
+def subnormals(checkpoint: str) -> tuple[dict[str, tuple[int, int]], int, str]:
+    """(subnormal, all) values of the checkpoint's weights and of each Adam moment, the agent
+    step it was saved at and the network it trained (env=pong's: nature_cnn)."""
     import torch
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -106,7 +106,8 @@ def subnormals(checkpoint: str) -> tuple[dict[str, tuple[int, int]], int]:
     for state in ck["optimizer"]["state"].values():
         for key in ("exp_avg", "exp_avg_sq"):
             add(key, state[key].float())
-    return {k: (v[0], v[1]) for k, v in count.items()}, int(ck["env_steps"])
+    counts = {k: (v[0], v[1]) for k, v in count.items()}
+    return counts, int(ck["env_steps"]), str(ck["config"]["model"]["name"])
 
 
 def measure(checkpoint: str, flush: bool, updates: int) -> dict[str, float]:
@@ -124,11 +125,7 @@ def main() -> None:
     if not Path(a.checkpoint).is_file():
         print(f"error: --checkpoint: no such file: {a.checkpoint}", file=sys.stderr)
         sys.exit(2)
-    counts, env_steps = subnormals(a.checkpoint)
-    import torch
-
-    ck_model = torch.load(a.checkpoint, map_location="cpu", weights_only=True)["config"]["model"]
-    ck_model = ck_model["name"]  # the network the checkpoint trained (env=pong's: nature_cnn)
+    counts, env_steps, ck_model = subnormals(a.checkpoint)  # one read of the checkpoint
     runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     for r in range(a.repeats):
         for flush in (False, True) if r % 2 == 0 else (True, False):
