@@ -84,6 +84,35 @@ def test_periodic_runs_triggered_and_scheduled_evaluations_and_resumes_the_trigg
     assert work.evaluations[-1] == 1300
 
 
+def test_a_scheduled_evaluation_just_after_a_called_one_is_skipped_and_that_resumes():
+    """Called at 900, the cadence's 1000 comes 100 agent steps later (under the gap of 300):
+    skipped. Called again at 1200, 1500, 1800; the cadence's 2000 is 200 after 1800: skipped;
+    2100 is called. A resumed run remembers the last called evaluation."""
+    work = Work()
+    t = trigger(gap=300)
+    periodic = Periodic(work, log_every=10**9, eval_every=1000, checkpoint_every=10**9, trigger=t)
+    for step in range(1, 1951):
+        if step == 900:
+            for _ in range(3):
+                t.on_episode(19.5)
+        periodic.after(step)
+    assert work.evaluations == [900, 1200, 1500, 1800]
+    resumed_trigger = trigger(gap=300)
+    resumed = Periodic(
+        work, log_every=10**9, eval_every=1000, checkpoint_every=10**9, trigger=resumed_trigger
+    )
+    resumed.load_state_dict(json.loads(json.dumps(periodic.state_dict())))
+    for step in range(1951, 2101):
+        resumed.after(step)
+    assert work.evaluations == [900, 1200, 1500, 1800, 2100]
+    # the trigger off: the cadence alone, nothing skipped
+    work = Work()
+    periodic = Periodic(work, log_every=10**9, eval_every=1000, checkpoint_every=10**9)
+    for step in range(1, 2101):
+        periodic.after(step)
+    assert work.evaluations == [1000, 2000]
+
+
 def _evals(run_dir):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [r["env_steps"] for r in map(json.loads, lines) if "eval/return_mean" in r]

@@ -156,7 +156,8 @@ class EvalConfig:
     # An evaluation called early by the training episodes (0: off): when the mean return of the
     # last trigger_episodes training episodes is within trigger_margin of the solve threshold
     # and trigger_gap agent steps have passed since the last evaluation; an evaluation still
-    # decides solved, and `every` remains the cadence for the curves
+    # decides solved, and `every` remains the cadence for the curves (one of its evaluations
+    # less than trigger_gap after a called one is skipped)
     trigger_episodes: int = 0
     trigger_margin: float = 1.0  # how close to the threshold that mean must come
     trigger_gap: int = 20_000  # agent steps at least between an evaluation and one it calls

@@ -33,6 +33,10 @@ class EvalTrigger:
     agent steps have passed since the last evaluation, this says an evaluation is due; the
     evaluation alone decides whether the run is solved. Off when ``episodes`` is 0 or the env
     has no threshold.
+
+    A scheduled evaluation that falls fewer than ``gap`` agent steps after a called one is
+    skipped (:meth:`covers`): the policy has barely moved, so it would spend 20 games deciding
+    nothing, and the called evaluation already gave the curve its point.
     """
 
     def __init__(self, *, threshold: float | None, episodes: int, margin: float, gap: int) -> None:
@@ -40,6 +44,7 @@ class EvalTrigger:
         self.returns: deque[float] = deque(maxlen=max(episodes, 1))
         self.enabled = episodes > 0 and threshold is not None
         self.last_eval: int | None = None  # agent step of the last evaluation of either kind
+        self.last_called: int | None = None  # agent step of the last evaluation this called
 
     def on_episode(self, episode_return: float) -> None:
         self.returns.append(float(episode_return))
@@ -52,12 +57,21 @@ class EvalTrigger:
         rested = self.last_eval is None or env_steps - self.last_eval >= self.gap
         return close and rested
 
+    def covers(self, env_steps: int) -> bool:
+        """Whether an evaluation this called is recent enough to stand in for a scheduled one."""
+        return self.last_called is not None and env_steps - self.last_called < self.gap
+
     def state_dict(self) -> dict[str, Any]:
-        return {"returns": list(self.returns), "last_eval": self.last_eval}
+        return {
+            "returns": list(self.returns),
+            "last_eval": self.last_eval,
+            "last_called": self.last_called,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.returns.extend(state["returns"])
         self.last_eval = state["last_eval"]
+        self.last_called = state.get("last_called")  # absent in checkpoints from before it
 
 
 class Periodic:
@@ -91,7 +105,12 @@ class Periodic:
         if self.log.due(env_steps):
             self.work.log_stats(env_steps)
         scheduled = self.eval.due(env_steps)  # first: it counts periods whatever the trigger
-        if scheduled or self.trigger.due(env_steps):
+        if scheduled and self.trigger.covers(env_steps):
+            scheduled = False  # a called evaluation just saw (almost) this policy
+        elif not scheduled and self.trigger.due(env_steps):
+            self.trigger.last_called = env_steps
+            scheduled = True
+        if scheduled:
             self.trigger.last_eval = env_steps
             self.work.evaluate(env_steps)
         if self.checkpoint.due(env_steps):
