@@ -537,3 +537,64 @@ def test_an_annealed_n_step_trains_with_windows_that_shrink_as_scheduled(tmp_pat
     assert all(n == scheduled(step) for step, n in logged), logged  # and it is logged as such
     losses = [v for _, v in read_metrics(tmp_path / "run", "train/loss")]
     assert losses and all(math.isfinite(v) for v in losses)
+
+
+def test_the_learning_rate_decays_linearly_in_the_optimizer_from_learning_starts(
+    tmp_path, monkeypatch
+):
+    """optim.lr_end: the rate Adam applies at each update, read from the real optimizer after
+    the update, is lr (1e-3) at learning_starts (500), falls linearly to lr_end (1e-5) at
+    lr_steps (1,500), written out here rather than asked of LrSchedule, and stays there. A
+    schedule logged but never handed to the optimizer would leave Adam at 1e-3 throughout."""
+    from dqn_harness.config import compose_config, validate
+    from dqn_harness.run.runner import run
+    from tests.conftest import CONF
+
+    seen: list[tuple[int, float]] = []
+    update = DQN.training_step
+
+    def recording(self, batch, batch_idx):  # the real update, then the rate it applied
+        loss = update(self, batch, batch_idx)
+        seen.append((int(batch["env_steps"]), self.trainer.optimizers[0].param_groups[0]["lr"]))
+        return loss
+
+    monkeypatch.setattr(DQN, "training_step", recording)
+    cfg = compose_config(
+        CONF,
+        [
+            "env=cartpole",
+            "optim.lr=1e-3",
+            "optim.lr_end=1e-5",
+            "optim.lr_steps=1500",
+            "total_steps=2000",
+            "learning_starts=500",
+            "eval.every=2000",
+            "eval.episodes=2",
+            "logger=none",
+            "logger.every=100",
+            "progress=false",
+            "run_name=decayed",
+        ],
+    )
+    validate(cfg)
+    assert run(cfg, tmp_path / "run")["status"] in ("finished", "solved")
+
+    def scheduled(step: int) -> float:
+        return 1e-3 + min(max(step - 500, 0), 1000) / 1000 * (1e-5 - 1e-3)
+
+    assert len(seen) >= 1400 and seen[0] == (500, pytest.approx(1e-3))
+    for step, lr in seen:
+        assert lr == pytest.approx(scheduled(step), rel=1e-9), (step, lr)
+    assert seen[-1][1] == pytest.approx(1e-5)
+    logged = read_metrics(tmp_path / "run", "train/lr")
+    assert logged and all(lr == pytest.approx(scheduled(s), abs=2e-5) for s, lr in logged)
+
+
+def test_a_learning_rate_schedule_that_makes_no_sense_is_one_line(tmp_path):
+    for args, expected in (
+        (("optim.lr_end=-1e-5",), "error: optim.lr_end: must be > 0"),
+        (("optim.lr_end=1e-5", "optim.lr_steps=400"), "error: optim.lr_steps: 400 is not after"),
+    ):
+        done = run_train("env=cartpole", "learning_starts=500", *args, "logger=none", cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.strip().startswith(expected), done.stderr
+        assert "Traceback" not in done.stderr

@@ -90,9 +90,22 @@ def check_numbers(cfg: DictConfig) -> None:
         positive(key, OmegaConf.select(cfg, key))
     for key in UNIT:
         unit(key, OmegaConf.select(cfg, key))
-    for key in ("buffer.beta_steps", "trainer.threads", "algo.max_grad_norm", "algo.n_step_end"):
+    for key in (
+        "buffer.beta_steps",
+        "trainer.threads",
+        "algo.max_grad_norm",
+        "algo.n_step_end",
+        "optim.lr_end",
+        "optim.lr_steps",
+    ):
         if OmegaConf.select(cfg, key) is not None:
             positive(key, OmegaConf.select(cfg, key))
+    if cfg.optim.lr_steps is not None and cfg.optim.lr_steps <= cfg.learning_starts:
+        raise UsageError(
+            "optim.lr_steps",
+            f"{cfg.optim.lr_steps} is not after learning_starts ({cfg.learning_starts}), "
+            "where the decay begins",
+        )
     if cfg.schedule.epsilon.kind == "exponential" and cfg.schedule.epsilon.end <= 0:
         raise UsageError("schedule.epsilon.end", "must be > 0 for an exponential schedule")
     if not 0 <= cfg.seed < 2**31:  # NumPy seeds are < 2**32; evaluation adds offsets

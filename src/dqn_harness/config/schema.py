@@ -83,6 +83,10 @@ class ModelConfig:
 class OptimConfig:
     lr: float = 1e-4  # Adam learning rate
     eps: float = 1.5e-4  # Adam epsilon
+    # Adam learning rate at agent step lr_steps, reached linearly from lr at learning_starts
+    # (None: lr throughout): a smaller step late steadies a policy that oscillates
+    lr_end: float | None = None
+    lr_steps: int | None = None  # agent step at which lr_end is reached (None: total_steps)
     fused: bool = True  # one fused Adam kernel (CPU step 0.5 ms vs 2 ms for the per-tensor loop)
 
 

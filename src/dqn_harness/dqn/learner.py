@@ -28,7 +28,7 @@ from dqn_harness.envs import is_atari
 from dqn_harness.nets import build_q_net
 from dqn_harness.perf import training_precision
 from dqn_harness.replay import ReplayBuffer, make_replay
-from dqn_harness.schedules import EpsilonSchedule, NStepSchedule
+from dqn_harness.schedules import EpsilonSchedule, LrSchedule, NStepSchedule
 
 
 def quiet_lightning() -> None:
@@ -115,6 +115,8 @@ class DQNLearner:
         out = {**self.module.pop_stats(), "train/grad_steps": float(self.module.grad_steps)}
         if self.stream is not None and self.stream_args["n_step"].end is not None:
             out["train/n_step"] = float(self.stream.n_step)  # an annealed window: where it is
+        if self.module.lr_at is not None:
+            out["train/lr"] = float(self.module.lr)  # a decaying rate: where it is
         return out
 
     def weights(self) -> dict[str, Any]:
@@ -230,6 +232,14 @@ def build_dqn(cfg: DictConfig, env: VectorEnv, run_dir: Path) -> DQNLearner:
         double=algo.double,
         max_grad_norm=algo.max_grad_norm,
         lr=cfg.optim.lr,
+        lr_at=LrSchedule(
+            start=cfg.optim.lr,
+            end=cfg.optim.lr_end,
+            begin=cfg.learning_starts,
+            until=cfg.optim.lr_steps if cfg.optim.lr_steps is not None else cfg.total_steps,
+        )
+        if cfg.optim.lr_end is not None
+        else None,
         eps=cfg.optim.eps,
         fused=cfg.optim.fused,
         priority_update=buffer.update_priority,

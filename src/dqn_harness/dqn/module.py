@@ -38,6 +38,8 @@ class DQN(pl.LightningModule):
             a frozen copy of it.
         gamma: discount of the TD target.
         lr: Adam step size.
+        lr_at: Adam's step size at an agent step (``LrSchedule``), set before each update;
+            ``None`` keeps ``lr``.
         eps: Adam epsilon (Dopamine's 1.5e-4 for Atari).
         fused: one fused Adam kernel (same update, a quarter of the CPU time).
         loss: ``huber`` (smooth L1, the Nature paper's clipped error) or ``mse``.
@@ -56,6 +58,7 @@ class DQN(pl.LightningModule):
         *,
         gamma: float,
         lr: float,
+        lr_at: Callable[[int], float] | None = None,
         eps: float = 1.5e-4,
         fused: bool = True,
         loss: str = "huber",
@@ -72,6 +75,7 @@ class DQN(pl.LightningModule):
         self.target_net = copy.deepcopy(q_net).requires_grad_(False)
         self.gamma = gamma
         self.lr = lr
+        self.lr_at = lr_at
         self.eps = eps
         self.fused = fused
         self.loss_fn = F.smooth_l1_loss if loss == "huber" else F.mse_loss
@@ -193,6 +197,10 @@ class DQN(pl.LightningModule):
             # with torch's norm and rescale (dqn.clip), not by Lightning: its mixed-precision
             # plugin refuses to clip for a fused Adam
             clip_grad_norm(list(self.q_net.parameters()), self.max_grad_norm)
+        if self.lr_at is not None:
+            self.lr = self.lr_at(self.env_steps)
+            for group in optimizer.param_groups:  # type: ignore[union-attr]
+                group["lr"] = self.lr
         optimizer.step()  # type: ignore[union-attr]
 
         if self.sync.due(self.env_steps):
