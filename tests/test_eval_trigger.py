@@ -62,25 +62,38 @@ def test_it_waits_the_gap_after_any_evaluation_and_is_off_without_a_threshold():
     assert not off.due(10_000) and not disabled.due(10_000)
 
 
-def test_periodic_runs_triggered_and_scheduled_evaluations_and_resumes_the_trigger():
+def periodic(work: Work, t: EvalTrigger | None = None) -> Periodic:
+    """Evaluations every 1000 agent steps, and those ``t`` calls; nothing else."""
+    return Periodic(work, log_every=10**9, eval_every=1000, checkpoint_every=10**9, trigger=t)
+
+
+def run_close_from(close_at: int, steps: range, t: EvalTrigger) -> tuple[Work, Periodic]:
+    """The cadences over ``steps``, the training episodes within the margin from ``close_at``."""
     work = Work()
-    t = trigger(gap=300)
-    periodic = Periodic(work, log_every=10**9, eval_every=1000, checkpoint_every=10**9, trigger=t)
-    for step in range(1, 1201):
-        if step == 100:
+    cadences = periodic(work, t)
+    for step in steps:
+        if step == close_at:
             for _ in range(3):
                 t.on_episode(19.5)
-        periodic.after(step)
+        cadences.after(step)
+    return work, cadences
+
+
+def resumed(work: Work, cadences: Periodic) -> Periodic:
+    """A new run's cadences from ``cadences``' state, passed as plain data (as in state.pt)."""
+    again = periodic(work, trigger(gap=300))
+    again.load_state_dict(json.loads(json.dumps(cadences.state_dict())))
+    return again
+
+
+def test_periodic_runs_triggered_and_scheduled_evaluations_and_resumes_the_trigger():
+    work, cadences = run_close_from(100, range(1, 1201), trigger(gap=300))
     # triggered at 100, 400, 700; the cadence at 1000; the gap from 1000 again at 1300
     assert work.evaluations == [100, 400, 700, 1000]
-    state = periodic.state_dict()
-    resumed = Periodic(
-        work, log_every=10**9, eval_every=1000, checkpoint_every=10**9, trigger=trigger(gap=300)
-    )
-    resumed.load_state_dict(json.loads(json.dumps(state)))  # plain data, as in state.pt
-    resumed.after(1299)
+    again = resumed(work, cadences)
+    again.after(1299)
     assert work.evaluations[-1] == 1000
-    resumed.after(1300)
+    again.after(1300)
     assert work.evaluations[-1] == 1300
 
 
@@ -88,28 +101,17 @@ def test_a_scheduled_evaluation_just_after_a_called_one_is_skipped_and_that_resu
     """Called at 900, the cadence's 1000 comes 100 agent steps later (under the gap of 300):
     skipped. Called again at 1200, 1500, 1800; the cadence's 2000 is 200 after 1800: skipped;
     2100 is called. A resumed run remembers the last called evaluation."""
-    work = Work()
-    t = trigger(gap=300)
-    periodic = Periodic(work, log_every=10**9, eval_every=1000, checkpoint_every=10**9, trigger=t)
-    for step in range(1, 1951):
-        if step == 900:
-            for _ in range(3):
-                t.on_episode(19.5)
-        periodic.after(step)
+    work, cadences = run_close_from(900, range(1, 1951), trigger(gap=300))
     assert work.evaluations == [900, 1200, 1500, 1800]
-    resumed_trigger = trigger(gap=300)
-    resumed = Periodic(
-        work, log_every=10**9, eval_every=1000, checkpoint_every=10**9, trigger=resumed_trigger
-    )
-    resumed.load_state_dict(json.loads(json.dumps(periodic.state_dict())))
+    again = resumed(work, cadences)
     for step in range(1951, 2101):
-        resumed.after(step)
+        again.after(step)
     assert work.evaluations == [900, 1200, 1500, 1800, 2100]
     # the trigger off: the cadence alone, nothing skipped
     work = Work()
-    periodic = Periodic(work, log_every=10**9, eval_every=1000, checkpoint_every=10**9)
+    alone = periodic(work)
     for step in range(1, 2101):
-        periodic.after(step)
+        alone.after(step)
     assert work.evaluations == [1000, 2000]
 
 
