@@ -86,6 +86,38 @@ def test_an_export_scores_exactly_as_its_checkpoint(trained):
     assert list(folder.glob("eval-exported-*.json"))  # the folder keeps its own results
 
 
+def test_a_run_resumed_with_other_settings_says_so_in_its_card(tmp_path):
+    """A run trained to 1,000 at lr 1e-3, then resumed with optim.lr=5e-4 to 2,000: the merged
+    command line alone would claim 5e-4 from the start, so resumes.json records what the
+    resume changed and at which agent step, and the card of weights trained after it says so.
+    A resume that changed nothing adds an entry with no changes and no line on the card."""
+    common = ("env=cartpole", "learning_starts=300", "eval.every=500", "logger=none")
+    first = run_train(
+        *common, "total_steps=1000", "progress=false", "hydra.run.dir=run", cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert not (tmp_path / "run" / "resumes.json").exists()  # never resumed
+    again = run_train("resume=run", "optim.lr=5e-4", "total_steps=2000", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    history = json.loads((tmp_path / "run" / "resumes.json").read_text())
+    assert history == [
+        {
+            "env_steps": 1000,
+            "changed": {"optim.lr": [0.001, 0.0005], "total_steps": [1000, 2000]},
+        }
+    ]
+    proc = run_cli("export.py", "run=run", "checkpoint=last", "out=exported", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = (tmp_path / "exported" / "README.md").read_text()
+    assert "resumed with other settings" in card
+    assert "- from agent step 1,000: `optim.lr` 0.001 → 0.0005, `total_steps` 1000 → 2000" in card
+    # the same weights' card again after a resume that changed nothing: one more entry, no line
+    same = run_train("resume=run", cwd=tmp_path)
+    assert same.returncode == 0, same.stderr[-2000:]
+    history = json.loads((tmp_path / "run" / "resumes.json").read_text())
+    assert len(history) == 2 and history[1]["changed"] == {}, history
+
+
 def test_a_suite_jobs_card_gives_a_command_that_runs(tmp_path):
     """A job of `-m suite=atari5` recorded `suite=atari5` beside its game; the card's command
     must be one train.py accepts for a single run (suite= alone is refused: it is a grid)."""

@@ -10,13 +10,16 @@ without passing through train.py's preflight, so it resolves ``resume=auto`` its
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dqn_harness.dotted import flatten
 from dqn_harness.errors import UsageError
+from dqn_harness.files import write_text_atomic
 from dqn_harness.run.checkpoint import STATE_FILE, load_state
 
 # Arguments a resumed run takes from the new command line only: trust_checkpoint=true vouches for
@@ -131,3 +134,33 @@ def drop_empty_run_dir(run_dir: Path) -> None:
         p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()
     ):
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# What each resume changed, in the run dir: the run's command line (``.hydra/overrides.yaml``)
+# keeps only the merged arguments, so without it a run resumed with ``optim.lr=3e-5`` at 420k
+# would look as if it had been trained at 3e-5 throughout.
+RESUMES_FILE = "resumes.json"
+NOT_SETTINGS = ("resume", "trust_checkpoint")  # how this piece was started, not how it trains
+
+
+def record_resume(
+    run_dir: Path, env_steps: int, before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    """Append to ``resumes.json``: the agent step a resume continued from and every setting
+    whose value it changed (``{key: [before, after]}``, flat keys)."""
+    old, new = flatten(before), flatten(after)
+    changed = {
+        k: [old.get(k), v] for k, v in new.items() if k not in NOT_SETTINGS and old.get(k) != v
+    }
+    history = read_resumes(run_dir)
+    history.append({"env_steps": int(env_steps), "changed": changed})
+    write_text_atomic(run_dir / RESUMES_FILE, json.dumps(history, indent=1))
+
+
+def read_resumes(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's resumes, oldest first (``[]`` for a run never resumed)."""
+    path = run_dir / RESUMES_FILE
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return data if isinstance(data, list) else []

@@ -41,6 +41,7 @@ from dqn_harness.run.checkpoint import (
 from dqn_harness.run.decisions import BEST, LAST, Decisions
 from dqn_harness.run.disk import disk_full_outcome, tolerate_full_disk
 from dqn_harness.run.learners import make_learner
+from dqn_harness.run.resume import record_resume
 from dqn_harness.run.stopping import StopFlag
 from dqn_harness.tracking.metrics import MetricsLog, flat_config, write_config
 from dqn_harness.tracking.progress import ProgressBar
@@ -182,6 +183,7 @@ class Runner:
         if state is None:
             return
         self.checkpoint_step = int(state["env_steps"])
+        record_resume(self.run_dir, self.checkpoint_step, state["config"], self.config)
         self.learner.load_state_dict(state["learner"])
         buffer = self.learner.buffer
         if state["replay_file"] and buffer is not None:

@@ -74,10 +74,15 @@ def _count(n: Any) -> str:
 
 
 def model_card(
-    config: dict[str, Any], summary: dict[str, Any], result: dict[str, Any] | None, command: str
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    result: dict[str, Any] | None,
+    command: str,
+    changes: list[str] | None = None,
 ) -> str:
     """README.md with the Hub's front matter: what the agent is, how it scored under which
-    protocol, and the command that trains it again."""
+    protocol, the command that trains it again and, for a run resumed with other settings,
+    what changed at which agent step (``resume_changes``)."""
     env, algo = config["env"]["id"], config["algo"]["name"]
     protocol = config.get("protocol", {}).get("name", "unrecorded")
     lines = [
@@ -104,9 +109,15 @@ def model_card(
             f"episodes at ε {result['epsilon']}: mean {result['return_mean']:.2f} "
             f"[95% CI {low:.2f}, {high:.2f}]."
         )
+    lines += ["", "Reproduce the run: `" + command + "`"]
+    if changes:
+        lines += [
+            "",
+            "The run was resumed with other settings, so that command (which has them from "
+            "the start) does not train these weights again:",
+            *changes,
+        ]
     lines += [
-        "",
-        "Reproduce the run: `" + command + "`",
         "",
         "Score this folder: `python evaluate.py checkpoint=<this folder>`",
         "",
@@ -134,6 +145,23 @@ def reproduce_command(run_dir: Path) -> str:
     return " ".join(["python train.py", *kept])
 
 
+def resume_changes(run_dir: Path, weights_step: int | None) -> list[str]:
+    """One Markdown bullet per resume before ``weights_step`` that changed a setting: the agent
+    step it continued from and each ``key: before -> after`` (``resumes.json``, written by the
+    run). A resume after the weights were saved did not train them and is left out."""
+    from dqn_harness.run.resume import read_resumes
+
+    bullets = []
+    for entry in read_resumes(run_dir):
+        changed = entry.get("changed") or {}
+        if weights_step is not None and int(entry.get("env_steps", 0)) >= weights_step:
+            continue
+        if changed:
+            parts = ", ".join(f"`{k}` {old!r} → {new!r}" for k, (old, new) in changed.items())
+            bullets.append(f"- from agent step {_count(entry.get('env_steps'))}: {parts}")
+    return bullets
+
+
 def export_run(run_dir: Path, checkpoint: Path, weights: dict[str, Any], out: Path) -> list[Path]:
     """Write the folder ``out`` (which must not exist yet); returns the files written."""
     if out.exists():
@@ -147,7 +175,13 @@ def export_run(run_dir: Path, checkpoint: Path, weights: dict[str, Any], out: Pa
         if result is not None:
             write_text_atomic(out / "eval.json", json.dumps(result, indent=2))
         summary = {**summary, "weights_step": weights.get("env_steps")}
-        card = model_card(weights["config"], summary, result, reproduce_command(run_dir))
+        card = model_card(
+            weights["config"],
+            summary,
+            result,
+            reproduce_command(run_dir),
+            resume_changes(run_dir, weights.get("env_steps")),
+        )
         write_text_atomic(out / "README.md", card)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # no half-written export left behind
