@@ -110,6 +110,8 @@ def test_a_run_resumed_with_other_settings_says_so_in_its_card(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = (tmp_path / "exported" / "README.md").read_text()
     assert "resumed with other settings" in card
+    shared = (tmp_path / "exported" / "config.json").read_text()
+    assert json.loads(shared)["resume"] == "run" and str(tmp_path) not in shared  # no machine path
     assert "- from agent step 1,000: `optim.lr` 0.001 → 0.0005, `total_steps` 1000 → 2000" in card
     # the same weights' card again after a resume that changed nothing: one more entry, no line
     same = run_train("resume=run", cwd=tmp_path)

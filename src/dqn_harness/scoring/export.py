@@ -41,7 +41,15 @@ def write_weights(weights: dict[str, Any], out: Path) -> None:
     save_file(tensors, str(out / WEIGHTS))
     meta = {"format": FORMAT, "kind": kind, "env_steps": int(weights["env_steps"]), **extra}
     write_text_atomic(out / META, json.dumps(meta, indent=1, default=int))
-    write_text_atomic(out / CONFIG, json.dumps(weights["config"], indent=1))
+    write_text_atomic(out / CONFIG, json.dumps(shared_config(weights["config"]), indent=1))
+
+
+def shared_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's config as others get it: ``resume`` (the directory a resumed piece was
+    started from, a path on the trainer's machine) becomes that directory's name."""
+    if config.get("resume"):
+        return {**config, "resume": Path(str(config["resume"])).name}
+    return config
 
 
 def read_export(path: Path) -> dict[str, Any]:
