@@ -183,7 +183,7 @@ class Runner:
         if state is None:
             return
         self.checkpoint_step = int(state["env_steps"])
-        record_resume(self.run_dir, self.checkpoint_step, state["config"], self.config)
+        record_resume(self.run_dir, self.checkpoint_step, state["config"], self.config)  # type: ignore[arg-type]
         self.learner.load_state_dict(state["learner"])
         buffer = self.learner.buffer
         if state["replay_file"] and buffer is not None:
