@@ -25,14 +25,20 @@ MAX_FRAMES = 4_500  # 5 minutes of Pong at 15 agent steps/s; longer episodes are
 
 
 def play_episode(
-    env: gym.Env, policy: Policy, epsilon: float, rng: np.random.Generator, seed: int
+    env: gym.Env,
+    policy: Policy,
+    epsilon: float,
+    rng: np.random.Generator,
+    seed: int,
+    max_frames: int = MAX_FRAMES,
 ) -> tuple[list[np.ndarray], float]:
-    """Frames (the reset screen, then one per agent step) and the episode's return."""
+    """Frames (the reset screen, then one per agent step) and the episode's return, stopped
+    after ``max_frames`` frames (a clip needs no more of the game than it keeps)."""
     obs, _ = env.reset(seed=seed)
     frames: list[np.ndarray] = [np.asarray(env.render())]
     total, done = 0.0, False
     n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
-    while not done and len(frames) < MAX_FRAMES:
+    while not done and len(frames) < max_frames:
         action = int(epsilon_greedy(policy, np.asarray(obs)[None], epsilon, n_actions, rng)[0])
         obs, reward, terminated, truncated, _ = env.step(action)
         total += float(reward)

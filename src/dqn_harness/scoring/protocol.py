@@ -299,9 +299,11 @@ def film_export(out: Path, cfg: Any, weights: dict[str, Any], max_steps: int = 3
         n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
         policy = load_policy(cfg, weights, n_actions, env.observation_space)
         rng = np.random.default_rng(0)
-        frames, _ = play_episode(env, policy, float(cfg.eval.epsilon), rng, int(cfg.seed))
+        frames, _ = play_episode(
+            env, policy, float(cfg.eval.epsilon), rng, int(cfg.seed), max_frames=max_steps
+        )
         path = out / "replay.gif"
-        write_gif(frames[:max_steps], path, video_fps(cfg.env, env))
+        write_gif(frames, path, video_fps(cfg.env, env))
     finally:
         env.close()
     return path
