@@ -50,7 +50,8 @@ class NStepSchedule:
 
 class LrSchedule:
     """Adam's step size at an agent step: ``start`` until learning starts (``begin``), then
-    linearly to ``end`` at agent step ``until``, and ``end`` after. ``end=None``: constant.
+    linearly to ``end`` at agent step ``until``, and ``end`` after. (No ``optim.lr_end``: the
+    learner builds none and Adam keeps ``optim.lr``.)
 
     Why: a fast-learning agent (Pong at 10-step or 4-step returns, lr 1e-4) climbs quickly and
     then oscillates, its policy good one 10k steps and worse the next; a smaller step late keeps
@@ -58,12 +59,10 @@ class LrSchedule:
     it is a pure function of the agent step, so a resumed run needs no state for it.
     """
 
-    def __init__(self, *, start: float, end: float | None, begin: int, until: int) -> None:
+    def __init__(self, *, start: float, end: float, begin: int, until: int) -> None:
         self.start, self.end, self.begin, self.until = start, end, begin, until
 
     def __call__(self, env_steps: int) -> float:
-        if self.end is None:
-            return self.start
         span = max(self.until - self.begin, 1)
         frac = min(max(env_steps - self.begin, 0) / span, 1.0)
         return self.start + frac * (self.end - self.start)
