@@ -590,10 +590,91 @@ def test_the_learning_rate_decays_linearly_in_the_optimizer_from_learning_starts
     assert logged and all(lr == pytest.approx(scheduled(s), abs=2e-5) for s, lr in logged)
 
 
+@pytest.mark.parametrize("score", [0.0, 1e6])
+def test_the_learning_rate_drops_after_the_first_evaluation_that_reaches_the_score(
+    tmp_path, monkeypatch, capsys, score
+):
+    """optim.lr_drop_score / lr_drop_to, read from the real optimizer after each update: 1e-3
+    up to and including the update whose agent step the evaluation at 1,000 judged, 1e-5 for
+    every update after it when that evaluation reached the score (CartPole's mean is > 0), and
+    1e-3 throughout when no evaluation can (1e6). The run says so in one line, and logs it."""
+    from dqn_harness.config import compose_config, validate
+    from dqn_harness.run.runner import run
+    from tests.conftest import CONF
+
+    seen: list[tuple[int, float]] = []
+    update = DQN.training_step
+
+    def recording(self, batch, batch_idx):  # the real update, then the rate it applied
+        loss = update(self, batch, batch_idx)
+        seen.append((int(batch["env_steps"]), self.trainer.optimizers[0].param_groups[0]["lr"]))
+        return loss
+
+    monkeypatch.setattr(DQN, "training_step", recording)
+    cfg = compose_config(
+        CONF,
+        [
+            "env=cartpole",
+            "optim.lr=1e-3",
+            f"optim.lr_drop_score={score}",
+            "optim.lr_drop_to=1e-5",
+            "total_steps=2000",
+            "learning_starts=500",
+            "eval.every=1000",
+            "eval.episodes=2",
+            "eval.stop_on_solve=false",
+            "logger=none",
+            "logger.every=100",
+            "progress=false",
+            "run_name=dropped",
+        ],
+    )
+    validate(cfg)
+    run(cfg, tmp_path / "run")
+    dropped = score <= 0
+
+    def expected(step: int) -> float:
+        return 1e-5 if dropped and step > 1000 else 1e-3
+
+    assert len(seen) >= 1400 and sum(step > 1000 for step, _ in seen) >= 900
+    for step, lr in seen:
+        assert lr == pytest.approx(expected(step), rel=1e-9), (step, lr)
+    logged = read_metrics(tmp_path / "run", "train/lr")
+    assert logged and all(lr == pytest.approx(expected(s)) for s, lr in logged)
+    said = "learning rate 0.001 -> 1e-05 from agent step 1,000 (evaluation mean"
+    assert (said in capsys.readouterr().err) is dropped
+
+
+def test_a_dropped_learning_rate_stays_dropped_when_the_run_resumes(tmp_path):
+    """The drop is state: a run that dropped at its evaluation at 500 and resumes to 2,000
+    with no evaluation before the end trains every later update at lr_drop_to. Without the
+    state in the checkpoint it would climb back to optim.lr until the next evaluation."""
+    keys = ("env=cartpole", "optim.lr=1e-3", "optim.lr_drop_score=0", "optim.lr_drop_to=1e-5")
+    quiet = ("eval.episodes=2", "eval.stop_on_solve=false", "logger=none", "logger.every=100")
+    first = run_train(
+        *keys, *quiet, "learning_starts=200", "total_steps=1000", "eval.every=500",
+        "hydra.run.dir=run", cwd=tmp_path,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    again = run_train("resume=run", "total_steps=2000", "eval.every=100000", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    logged = read_metrics(tmp_path / "run", "train/lr")
+    later = [lr for step, lr in logged if step > 1000]
+    assert len(later) >= 9 and all(lr == pytest.approx(1e-5) for lr in later), logged
+
+
 def test_a_learning_rate_schedule_that_makes_no_sense_is_one_line(tmp_path):
     for args, expected in (
         (("optim.lr_end=-1e-5",), "error: optim.lr_end: must be > 0"),
         (("optim.lr_end=1e-5", "optim.lr_steps=400"), "error: optim.lr_steps: 400 is not after"),
+        (("optim.lr_steps=4000",), "error: optim.lr_steps: needs optim.lr_end"),
+        (("optim.lr_drop_score=15",), "error: optim.lr_drop_score: needs optim.lr_drop_to"),
+        (("optim.lr_drop_to=3e-5",), "error: optim.lr_drop_to: needs optim.lr_drop_score"),
+        (("optim.lr_drop_score=15", "optim.lr_drop_to=-3e-5"), "error: optim.lr_drop_to: must be"),
+        (
+            ("optim.lr_drop_score=15", "optim.lr_drop_to=3e-5", "optim.lr_end=1e-5"),
+            "error: optim.lr_drop_score: choose one of",
+        ),
     ):
         done = run_train("env=cartpole", "learning_starts=500", *args, "logger=none", cwd=tmp_path)
         assert done.returncode == 2 and done.stderr.strip().startswith(expected), done.stderr

@@ -68,6 +68,40 @@ class LrSchedule:
         return self.start + frac * (self.end - self.start)
 
 
+class LrDrop:
+    """Adam's step size: ``start`` until the first evaluation whose mean return reaches
+    ``score``, then ``to`` for the rest of the run (``optim.lr_drop_score`` / ``lr_drop_to``).
+
+    Why: the same smaller rate that steadies an oscillating policy slows one that is still
+    climbing, and when a run starts to play well depends on its seed (one Pong seed plays well
+    at 150k agent steps, another not by 300k). A decay fixed in agent steps (``LrSchedule``) is
+    early for the slow seed or late for the fast one; a drop keyed on the evaluation, the
+    20-game score the solve itself is judged by, comes when each run has earned it. It drops
+    once and never rises again: a worse evaluation after the drop is the oscillation it damps.
+    The step it dropped at is state, saved with the run and restored on a resume.
+    """
+
+    def __init__(self, *, start: float, to: float, score: float) -> None:
+        self.start, self.to, self.score = start, to, score
+        self.dropped_at: int | None = None  # agent step of the evaluation that dropped it
+
+    def __call__(self, env_steps: int) -> float:
+        return self.start if self.dropped_at is None else self.to
+
+    def on_evaluation(self, env_steps: int, mean: float) -> bool:
+        """Drop on the first evaluation that reaches the score; True when this one did."""
+        if self.dropped_at is None and mean >= self.score:
+            self.dropped_at = env_steps
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"dropped_at": self.dropped_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.dropped_at = state["dropped_at"]
+
+
 class Cadence:
     """True once each time ``env_steps`` enters a new multiple of ``every``.
 

@@ -84,6 +84,27 @@ def validate(cfg: DictConfig) -> None:
     check_env_fits_algo(cfg, space)
 
 
+def check_lr(cfg: DictConfig) -> None:
+    """The learning-rate keys that only mean something together: a setting that would be
+    silently ignored is refused instead."""
+    optim = cfg.optim
+    if optim.lr_steps is not None and optim.lr_end is None:
+        raise UsageError("optim.lr_steps", "needs optim.lr_end, the rate reached at that step")
+    if (optim.lr_drop_score is None) != (optim.lr_drop_to is None):
+        given, missing = (
+            ("optim.lr_drop_score", "optim.lr_drop_to")
+            if optim.lr_drop_to is None
+            else ("optim.lr_drop_to", "optim.lr_drop_score")
+        )
+        raise UsageError(given, f"needs {missing} too")
+    if optim.lr_drop_score is not None and optim.lr_end is not None:
+        raise UsageError(
+            "optim.lr_drop_score",
+            "choose one of a decay over agent steps (optim.lr_end) and a drop on an "
+            "evaluation's score (optim.lr_drop_score)",
+        )
+
+
 def check_numbers(cfg: DictConfig) -> None:
     """Counts > 0, probabilities in [0, 1], and the optional numbers when set."""
     for key in POSITIVE:
@@ -97,9 +118,11 @@ def check_numbers(cfg: DictConfig) -> None:
         "algo.n_step_end",
         "optim.lr_end",
         "optim.lr_steps",
+        "optim.lr_drop_to",
     ):
         if OmegaConf.select(cfg, key) is not None:
             positive(key, OmegaConf.select(cfg, key))
+    check_lr(cfg)
     if cfg.optim.lr_steps is not None and cfg.optim.lr_steps <= cfg.learning_starts:
         raise UsageError(
             "optim.lr_steps",

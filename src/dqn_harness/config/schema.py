@@ -87,6 +87,11 @@ class OptimConfig:
     # (None: lr throughout): a smaller step late steadies a policy that oscillates
     lr_end: float | None = None
     lr_steps: int | None = None  # agent step at which lr_end is reached (None: total_steps)
+    # Adam learning rate lr_drop_to from the first evaluation whose mean return is at least
+    # lr_drop_score (None: no drop): the smaller step comes when the run plays well, whenever
+    # its seed gets there; set both, and not with lr_end
+    lr_drop_score: float | None = None
+    lr_drop_to: float | None = None
     fused: bool = True  # one fused Adam kernel (CPU step 0.5 ms vs 2 ms for the per-tensor loop)
 
 

@@ -28,7 +28,7 @@ from dqn_harness.envs import is_atari
 from dqn_harness.nets import build_q_net
 from dqn_harness.perf import training_precision
 from dqn_harness.replay import ReplayBuffer, make_replay
-from dqn_harness.schedules import EpsilonSchedule, LrSchedule, NStepSchedule
+from dqn_harness.schedules import EpsilonSchedule, LrDrop, LrSchedule, NStepSchedule
 
 
 def quiet_lightning() -> None:
@@ -131,12 +131,13 @@ class DQNLearner:
 
     def state_dict(self) -> dict[str, Any]:
         self.module.flush_priorities()  # the replay saved with this state has them all
-        augment = self.module.augment
+        augment, lr_at = self.module.augment, self.module.lr_at
         return {
             **self.weights(),
             "sync": self.module.sync.state_dict(),
             "stream": self.stream.state_dict() if self.stream is not None else None,
             "augment": None if augment is None else augment.state_dict(),
+            "lr_drop": lr_at.state_dict() if isinstance(lr_at, LrDrop) else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -147,6 +148,21 @@ class DQNLearner:
         self.stream_state = state["stream"]
         if self.module.augment is not None and state.get("augment"):
             self.module.augment.load_state_dict(state["augment"])
+        # a run resumed with optim.lr_drop_score newly set starts undropped
+        if isinstance(self.module.lr_at, LrDrop) and state.get("lr_drop"):
+            self.module.lr_at.load_state_dict(state["lr_drop"])
+
+    def on_evaluation(self, env_steps: int, mean: float) -> str | None:
+        """An evaluation's mean, for a learning rate that drops on one (``optim.lr_drop_*``);
+        returns a line for the user when it dropped."""
+        lr_at = self.module.lr_at
+        if isinstance(lr_at, LrDrop) and lr_at.on_evaluation(env_steps, mean):
+            self.module.lr = lr_at(env_steps)
+            return (
+                f"learning rate {lr_at.start:g} -> {lr_at.to:g} from agent step {env_steps:,} "
+                f"(evaluation mean {mean:.2f} >= optim.lr_drop_score {lr_at.score:g})"
+            )
+        return None
 
     @property
     def policy_step(self) -> int | None:
@@ -207,6 +223,23 @@ class DQNLearner:
         self.module.to(self.trainer.strategy.root_device)
 
 
+def learning_rate(cfg: DictConfig) -> LrSchedule | LrDrop | None:
+    """Adam's step size over the run: a decay over agent steps (``optim.lr_end``), a drop on
+    an evaluation's score (``optim.lr_drop_score``; the config checks refuse both), or None,
+    and Adam keeps ``optim.lr``."""
+    optim = cfg.optim
+    if optim.lr_end is not None:
+        return LrSchedule(
+            start=optim.lr,
+            end=optim.lr_end,
+            begin=cfg.learning_starts,
+            until=optim.lr_steps if optim.lr_steps is not None else cfg.total_steps,
+        )
+    if optim.lr_drop_score is not None:
+        return LrDrop(start=optim.lr, to=optim.lr_drop_to, score=optim.lr_drop_score)
+    return None
+
+
 def build_dqn(cfg: DictConfig, env: VectorEnv, run_dir: Path) -> DQNLearner:
     """Build the network, the replay and the module from their own config sections, in
     dependency order (the module needs the replay's priority hook)."""
@@ -232,14 +265,7 @@ def build_dqn(cfg: DictConfig, env: VectorEnv, run_dir: Path) -> DQNLearner:
         double=algo.double,
         max_grad_norm=algo.max_grad_norm,
         lr=cfg.optim.lr,
-        lr_at=LrSchedule(
-            start=cfg.optim.lr,
-            end=cfg.optim.lr_end,
-            begin=cfg.learning_starts,
-            until=cfg.optim.lr_steps if cfg.optim.lr_steps is not None else cfg.total_steps,
-        )
-        if cfg.optim.lr_end is not None
-        else None,
+        lr_at=learning_rate(cfg),
         eps=cfg.optim.eps,
         fused=cfg.optim.fused,
         priority_update=buffer.update_priority,

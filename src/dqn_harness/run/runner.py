@@ -284,6 +284,9 @@ class Runner:
         self.learner.check_finite()
         mean = self.evaluator.run(env_steps, self.learner.greedy)
         self.progress.on_evaluation(self.evaluator.last_wall_s, mean)
+        changed = self.learner.on_evaluation(env_steps, mean)  # before last.pt saves its state
+        if changed:
+            self.progress.note(changed)
         self.decisions.after_evaluation(env_steps, mean)
 
     def save_weights(self, path: Path, env_steps: int) -> None:

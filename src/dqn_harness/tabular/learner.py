@@ -67,6 +67,9 @@ class TabularLearner:
     def summary(self) -> dict[str, Any]:
         return {"states_visited": len(self.table.rows)}
 
+    def on_evaluation(self, env_steps: int, mean: float) -> str | None:
+        return None  # α is fixed: nothing here follows the evaluations
+
     def fit(
         self,
         collector: Collector,

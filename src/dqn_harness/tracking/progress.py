@@ -97,6 +97,11 @@ class ProgressBar:
             bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
         )
 
+    def note(self, line: str) -> None:
+        """A line for the user above the bar (printed even with the bar off: it says the run
+        changed course, which a log should show)."""
+        tqdm.write(line, file=sys.stderr)
+
     def on_episode(self, episode_return: float) -> None:
         self.recent_returns.append(episode_return)
 
