@@ -442,3 +442,23 @@ def test_bf16_mixed_trains_or_falls_back_with_a_warning(tmp_path):
     losses = [float(r["train/loss"]) for r in metrics_of(run_dir) if r.get("train/loss")]
     assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
     assert summary_of(run_dir)["grad_steps"] == 1001
+
+
+def test_a_resumed_run_keeps_the_csv_rows_written_before_it(tmp_path):
+    """Lightning's CSV logger deletes the metrics.csv it finds in its folder; a resume writes
+    beside it, so the rows up to the resume are still on disk after it, and the resume's own
+    rows follow in csv/resumed-<step>/."""
+    first = run_train(
+        "env=cartpole", "total_steps=1000", "learning_starts=200", "logger=csv",
+        "logger.every=100", "eval.every=100000", "hydra.run.dir=run", cwd=tmp_path,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    before = (tmp_path / "run" / "csv" / "metrics.csv").read_text()
+    again = run_train("resume=run", "total_steps=2000", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "run" / "csv" / "metrics.csv").read_text() == before
+    resumed = list((tmp_path / "run" / "csv").glob("resumed-*/metrics.csv"))
+    assert len(resumed) == 1 and resumed[0].parent.name == "resumed-1000", resumed
+    with open(resumed[0]) as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f)]
+    assert steps and min(steps) > 1000 and max(steps) >= 1900, steps

@@ -169,6 +169,7 @@ class Runner:
             tags=[cfg.env.name, cfg.algo.name],
             config=config,
             wandb_id=self.resume.get("wandb_id") if self.resume else None,
+            resumed_at=int(self.resume["env_steps"]) if self.resume else None,
         )
         self.metrics = MetricsLog(self.run_dir, self.loggers, append=self.resume is not None)
         # the warm-up is the learner's to say (build() sets it once the learner exists)

@@ -92,12 +92,20 @@ def make_loggers(
     tags: list[str],
     config: dict[str, Any],
     wandb_id: str | None = None,
+    resumed_at: int | None = None,
 ) -> Loggers:
-    """The loggers ``logger.*`` names; a ``wandb_id`` resumes that W&B run (same axis)."""
+    """The loggers ``logger.*`` names; a ``wandb_id`` resumes that W&B run (same axis).
+
+    A resumed run (``resumed_at``: the agent step it continues from) writes its CSV to
+    ``csv/resumed-<step>/metrics.csv``: Lightning's CSV logger deletes the ``metrics.csv`` it
+    finds in its folder, which would lose the rows before the resume. (``metrics.jsonl`` is the
+    run's whole record in one file; TensorBoard adds event files and loses nothing.)
+    """
     if logger.name == "none":
         return Loggers()
     if logger.name == "csv":
-        return Loggers(files=[CSVLogger(str(run_dir), name="csv", version="")])
+        version = "" if resumed_at is None else f"resumed-{resumed_at}"
+        return Loggers(files=[CSVLogger(str(run_dir), name="csv", version=version)])
     if logger.name == "tensorboard":
         return Loggers(files=[TensorBoardLogger(str(run_dir), name="tensorboard", version="")])
     mode = wandb_mode(logger.mode)
