@@ -539,13 +539,10 @@ def test_an_annealed_n_step_trains_with_windows_that_shrink_as_scheduled(tmp_pat
     assert losses and all(math.isfinite(v) for v in losses)
 
 
-def test_the_learning_rate_decays_linearly_in_the_optimizer_from_learning_starts(
-    tmp_path, monkeypatch
-):
-    """optim.lr_end: the rate Adam applies at each update, read from the real optimizer after
-    the update, is lr (1e-3) at learning_starts (500), falls linearly to lr_end (1e-5) at
-    lr_steps (1,500), written out here rather than asked of LrSchedule, and stays there. A
-    schedule logged but never handed to the optimizer would leave Adam at 1e-3 throughout."""
+def train_reading_the_rate(monkeypatch, run_dir, *keys: str) -> list[tuple[int, float]]:
+    """Train CartPole to 2,000 agent steps (learning from 500, lr 1e-3) with ``keys``, in this
+    process, and return (agent step, rate) for every update: the rate read from the real
+    optimizer after the update, so a rate computed but never handed to Adam shows."""
     from dqn_harness.config import compose_config, validate
     from dqn_harness.run.runner import run
     from tests.conftest import CONF
@@ -559,25 +556,25 @@ def test_the_learning_rate_decays_linearly_in_the_optimizer_from_learning_starts
         return loss
 
     monkeypatch.setattr(DQN, "training_step", recording)
-    cfg = compose_config(
-        CONF,
-        [
-            "env=cartpole",
-            "optim.lr=1e-3",
-            "optim.lr_end=1e-5",
-            "optim.lr_steps=1500",
-            "total_steps=2000",
-            "learning_starts=500",
-            "eval.every=2000",
-            "eval.episodes=2",
-            "logger=none",
-            "logger.every=100",
-            "progress=false",
-            "run_name=decayed",
-        ],
-    )
+    quiet = ["eval.episodes=2", "logger=none", "logger.every=100", "progress=false"]
+    base = ["env=cartpole", "optim.lr=1e-3", "total_steps=2000", "learning_starts=500"]
+    cfg = compose_config(CONF, [*base, *quiet, *keys])
     validate(cfg)
-    assert run(cfg, tmp_path / "run")["status"] in ("finished", "solved")
+    assert run(cfg, run_dir)["status"] in ("finished", "solved")
+    return seen
+
+
+def test_the_learning_rate_decays_linearly_in_the_optimizer_from_learning_starts(
+    tmp_path, monkeypatch
+):
+    """optim.lr_end: the rate Adam applies at each update is lr (1e-3) at learning_starts
+    (500), falls linearly to lr_end (1e-5) at lr_steps (1,500), written out here rather than
+    asked of LrSchedule, and stays there. A schedule logged but never handed to the optimizer
+    would leave Adam at 1e-3 throughout."""
+    seen = train_reading_the_rate(
+        monkeypatch, tmp_path / "run", "optim.lr_end=1e-5", "optim.lr_steps=1500",
+        "eval.every=2000", "run_name=decayed",
+    )  # fmt: skip
 
     def scheduled(step: int) -> float:
         return 1e-3 + min(max(step - 500, 0), 1000) / 1000 * (1e-5 - 1e-3)
@@ -594,43 +591,14 @@ def test_the_learning_rate_decays_linearly_in_the_optimizer_from_learning_starts
 def test_the_learning_rate_drops_after_the_first_evaluation_that_reaches_the_score(
     tmp_path, monkeypatch, capsys, score
 ):
-    """optim.lr_drop_score / lr_drop_to, read from the real optimizer after each update: 1e-3
-    up to and including the update whose agent step the evaluation at 1,000 judged, 1e-5 for
-    every update after it when that evaluation reached the score (CartPole's mean is > 0), and
-    1e-3 throughout when no evaluation can (1e6). The run says so in one line, and logs it."""
-    from dqn_harness.config import compose_config, validate
-    from dqn_harness.run.runner import run
-    from tests.conftest import CONF
-
-    seen: list[tuple[int, float]] = []
-    update = DQN.training_step
-
-    def recording(self, batch, batch_idx):  # the real update, then the rate it applied
-        loss = update(self, batch, batch_idx)
-        seen.append((int(batch["env_steps"]), self.trainer.optimizers[0].param_groups[0]["lr"]))
-        return loss
-
-    monkeypatch.setattr(DQN, "training_step", recording)
-    cfg = compose_config(
-        CONF,
-        [
-            "env=cartpole",
-            "optim.lr=1e-3",
-            f"optim.lr_drop_score={score}",
-            "optim.lr_drop_to=1e-5",
-            "total_steps=2000",
-            "learning_starts=500",
-            "eval.every=1000",
-            "eval.episodes=2",
-            "eval.stop_on_solve=false",
-            "logger=none",
-            "logger.every=100",
-            "progress=false",
-            "run_name=dropped",
-        ],
-    )
-    validate(cfg)
-    run(cfg, tmp_path / "run")
+    """optim.lr_drop_score / lr_drop_to: the rate Adam applies is 1e-3 up to and including the
+    update whose agent step the evaluation at 1,000 judged, 1e-5 for every update after it
+    when that evaluation reached the score (CartPole's mean is > 0), and 1e-3 throughout when
+    no evaluation can (1e6). The run says so in one line, and logs it."""
+    seen = train_reading_the_rate(
+        monkeypatch, tmp_path / "run", f"optim.lr_drop_score={score}", "optim.lr_drop_to=1e-5",
+        "eval.every=1000", "eval.stop_on_solve=false", "run_name=dropped",
+    )  # fmt: skip
     dropped = score <= 0
 
     def expected(step: int) -> float:
