@@ -285,9 +285,8 @@ class Runner:
         self.learner.check_finite()
         mean = self.evaluator.run(env_steps, self.learner.greedy)
         self.progress.on_evaluation(self.evaluator.last_wall_s, mean)
-        changed = self.learner.on_evaluation(env_steps, mean)  # before last.pt saves its state
-        if changed:
-            self.progress.note(changed)
+        if said := self.learner.on_evaluation(env_steps, mean):  # before last.pt saves state
+            self.progress.note(said)
         self.decisions.after_evaluation(env_steps, mean)
 
     def save_weights(self, path: Path, env_steps: int) -> None:
