@@ -85,18 +85,20 @@ def validate(cfg: DictConfig) -> None:
 
 
 def check_lr(cfg: DictConfig) -> None:
-    """The learning-rate keys that only mean something together: a setting that would be
-    silently ignored is refused instead."""
+    """The learning-rate keys against each other and the warm-up: a setting that would be
+    silently ignored, or a decay that would end before it begins, is refused instead."""
     optim = cfg.optim
     if optim.lr_steps is not None and optim.lr_end is None:
         raise UsageError("optim.lr_steps", "needs optim.lr_end, the rate reached at that step")
-    if (optim.lr_drop_score is None) != (optim.lr_drop_to is None):
-        given, missing = (
-            ("optim.lr_drop_score", "optim.lr_drop_to")
-            if optim.lr_drop_to is None
-            else ("optim.lr_drop_to", "optim.lr_drop_score")
+    if optim.lr_steps is not None and optim.lr_steps <= cfg.learning_starts:
+        raise UsageError(
+            "optim.lr_steps",
+            f"{optim.lr_steps} is not after learning_starts ({cfg.learning_starts}), "
+            "where the decay begins",
         )
-        raise UsageError(given, f"needs {missing} too")
+    for key, other in (("lr_drop_score", "lr_drop_to"), ("lr_drop_to", "lr_drop_score")):
+        if optim[key] is not None and optim[other] is None:
+            raise UsageError(f"optim.{key}", f"needs optim.{other} too")
     if optim.lr_drop_score is not None and optim.lr_end is not None:
         raise UsageError(
             "optim.lr_drop_score",
@@ -123,12 +125,6 @@ def check_numbers(cfg: DictConfig) -> None:
         if OmegaConf.select(cfg, key) is not None:
             positive(key, OmegaConf.select(cfg, key))
     check_lr(cfg)
-    if cfg.optim.lr_steps is not None and cfg.optim.lr_steps <= cfg.learning_starts:
-        raise UsageError(
-            "optim.lr_steps",
-            f"{cfg.optim.lr_steps} is not after learning_starts ({cfg.learning_starts}), "
-            "where the decay begins",
-        )
     if cfg.schedule.epsilon.kind == "exponential" and cfg.schedule.epsilon.end <= 0:
         raise UsageError("schedule.epsilon.end", "must be > 0 for an exponential schedule")
     if not 0 <= cfg.seed < 2**31:  # NumPy seeds are < 2**32; evaluation adds offsets

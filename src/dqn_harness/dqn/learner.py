@@ -157,8 +157,7 @@ class DQNLearner:
         returns a line for the user when it dropped."""
         lr_at = self.module.lr_at
         if isinstance(lr_at, LrDrop) and lr_at.on_evaluation(env_steps, mean):
-            self.module.lr = lr_at(env_steps)
-            return (
+            return (  # the next update hands Adam the new rate (DQN.training_step)
                 f"learning rate {lr_at.start:g} -> {lr_at.to:g} from agent step {env_steps:,} "
                 f"(evaluation mean {mean:.2f} >= optim.lr_drop_score {lr_at.score:g})"
             )
