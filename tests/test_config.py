@@ -59,11 +59,13 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
     # the NIPS-2013 network with 4-step returns, env=pong otherwise
     nips = compose_cfg("+experiment=pong_nips")
     assert (nips.model.name, list(nips.model.hidden), nips.algo.n_step) == ("nips_cnn", [256], 4)
-    assert nips.eval == fast.eval and nips.schedule == fast.schedule
+    assert nips.schedule == fast.schedule and nips.eval.min_episodes is None  # as recorded
+    assert {**nips.eval, "min_episodes": 10} == fast.eval
     assert fast.schedule.epsilon.end == 0.01 and fast.schedule.epsilon.steps == 5_000
     assert fast.eval.stop_on_solve and fast.eval.every == 50_000
     trigger = (fast.eval.trigger_episodes, fast.eval.trigger_margin, fast.eval.trigger_gap)
     assert trigger == (10, 2.0, 20_000)
+    assert fast.eval.min_episodes == 10  # an evaluation that cannot solve stops after 10 games
     # the harness's Atari protocol: 20 full games at epsilon 0.01, no sticky actions, 30 no-ops
     protocol = (fast.eval.episodes, fast.eval.epsilon, fast.env.repeat_action_probability)
     assert protocol == (20, 0.01, 0.0) and fast.env.noop_max == 30
@@ -104,6 +106,7 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
         ("eval", "every"),
         ("eval", "trigger_episodes"),
         ("eval", "trigger_margin"),
+        ("eval", "min_episodes"),
     }, changed
 
 

@@ -121,6 +121,7 @@ def check_numbers(cfg: DictConfig) -> None:
         "optim.lr_end",
         "optim.lr_steps",
         "optim.lr_drop_to",
+        "eval.min_episodes",
     ):
         if OmegaConf.select(cfg, key) is not None:
             positive(key, OmegaConf.select(cfg, key))

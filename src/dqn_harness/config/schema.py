@@ -43,6 +43,9 @@ class EnvConfig:
     # Atari: a lost life ends a training episode (the game goes on; evaluation plays whole games)
     terminal_on_life_loss: bool = False
     reward_threshold: float | None = None  # return that counts as solved (None = env spec's)
+    # the best return one episode can score (None: the known one for the game, Pong's 21; else
+    # unknown): with eval.min_episodes, what tells an evaluation that it can no longer solve
+    max_return: float | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra gym.make arguments
 
 
@@ -170,6 +173,10 @@ class EvalConfig:
     trigger_episodes: int = 0
     trigger_margin: float = 1.0  # how close to the threshold that mean must come
     trigger_gap: int = 20_000  # agent steps at least between an evaluation and one it calls
+    # Games an evaluation plays at least before it may stop short (None: it plays them all): it
+    # stops after them once even env.max_return in every game left could not bring the mean up
+    # to the solve threshold, so the solve decision is the same and a far-off agent costs less
+    min_episodes: int | None = None
 
 
 @dataclass

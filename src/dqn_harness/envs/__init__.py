@@ -79,6 +79,17 @@ def reward_threshold(cfg: Any) -> float | None:
     return None if threshold is None else float(threshold)
 
 
+# The best score one episode can reach, by id for the same reason: Pong ends at 21 points.
+KNOWN_MAX_RETURNS = {"ALE/Pong-v5": 21.0}
+
+
+def max_return(cfg: Any) -> float | None:
+    """``env.max_return`` if set, else the known one for the game, else ``None`` (unknown)."""
+    if cfg.max_return is not None:
+        return float(cfg.max_return)
+    return KNOWN_MAX_RETURNS.get(cfg.id)
+
+
 def single_observation_space(cfg: Any) -> gym.Space:
     """The observation space an agent will see, without building the (possibly vector) env."""
     if is_atari(cfg.id):

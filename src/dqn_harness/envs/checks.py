@@ -6,7 +6,13 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from dqn_harness.envs import check_env_id, is_atari, make_env, single_observation_space
+from dqn_harness.envs import (
+    check_env_id,
+    is_atari,
+    make_env,
+    reward_threshold,
+    single_observation_space,
+)
 from dqn_harness.errors import UsageError
 
 
@@ -26,6 +32,12 @@ def validate_env(env: Any) -> Any:
         raise UsageError("env.noop_max", f"must be >= 0, got {env.noop_max}")
     check_env_id(env)
     check_kwarg_types(env)
+    threshold = reward_threshold(env)
+    if env.max_return is not None and threshold is not None and env.max_return < threshold:
+        raise UsageError(
+            "env.max_return",
+            f"{env.max_return} is below the solve threshold {threshold}: no episode could solve",
+        )
     if env.max_num_frames_per_episode is not None and not env.max_num_frames_per_episode > 0:
         raise UsageError(
             "env.max_num_frames_per_episode", f"must be > 0, got {env.max_num_frames_per_episode}"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gymnasium.vector import VectorEnv
 
-from dqn_harness.envs import make_vec_env
+from dqn_harness.envs import make_vec_env, max_return, reward_threshold
 from dqn_harness.evaluation.play import evaluate
 from dqn_harness.policy import Policy
 
@@ -33,6 +33,10 @@ class Evaluator:
         seed: seeds the first evaluation's reset and the exploration stream.
         log: called with (metrics, agent step) after each evaluation.
         video: films an episode every K evaluations (``eval.video``).
+        stop_short: ``(min_episodes, threshold, max_return)``: after ``min_episodes`` games,
+            stop when even ``max_return`` in every game left could not lift the mean to
+            ``threshold``. Such an evaluation could not have solved, so the decision is the same
+            as with every game played; ``None``: every evaluation plays all ``episodes``.
     """
 
     def __init__(
@@ -44,9 +48,11 @@ class Evaluator:
         seed: int,
         log: Callable[[dict[str, float], int], None],
         video: VideoRecorder | None = None,
+        stop_short: tuple[int, float, float] | None = None,
     ) -> None:
         self.env = env
         self.episodes = episodes
+        self.stop_short = stop_short
         self.epsilon = epsilon
         self.log = log
         self.video = video
@@ -60,10 +66,12 @@ class Evaluator:
     def run(self, env_steps: int, policy: Policy) -> float:
         """Evaluate ``policy`` as of agent step ``env_steps``; returns the mean return."""
         start, lengths = time.perf_counter(), list[int]()
-        returns = evaluate(
-            self.env, policy, self.episodes, self.epsilon, self.rng, self.seed, lengths
-        )
+        first = self.episodes if self.stop_short is None else self.stop_short[0]
+        returns = evaluate(self.env, policy, first, self.epsilon, self.rng, self.seed, lengths)
         self.seed = None
+        if first < self.episodes and not self.hopeless(returns):
+            rest = self.episodes - first  # new games: the env is reset, its RNG continued
+            returns += evaluate(self.env, policy, rest, self.epsilon, self.rng, None, lengths)
         self.count += 1
         self.last_step = env_steps
         mean = float(np.mean(returns))
@@ -86,6 +94,13 @@ class Evaluator:
         self.last_wall_s = record["eval/wall_s"] = time.perf_counter() - start
         self.log(record, env_steps)
         return mean
+
+    def hopeless(self, returns: list[float]) -> bool:
+        """Whether the games left, all at the best score, could not bring the mean up to the
+        threshold: the evaluation then stops, since it cannot decide solved."""
+        assert self.stop_short is not None
+        _, threshold, best = self.stop_short
+        return sum(returns) + (self.episodes - len(returns)) * best < threshold * self.episodes
 
     def close(self) -> None:
         self.env.close()
@@ -140,4 +155,15 @@ def training_evaluator(
         seed=cfg.seed + EVAL_SEED,
         log=log,
         video=video,
+        stop_short=stop_short(cfg),
     )
+
+
+def stop_short(cfg: Any) -> tuple[int, float, float] | None:
+    """``eval.min_episodes`` with the solve threshold and the game's best score, when all three
+    are known and fewer games than the evaluation's: what lets an evaluation that cannot solve
+    stop short (``Evaluator``). A preset's min_episodes over eval.episodes=5 plays all 5."""
+    threshold, best, first = reward_threshold(cfg.env), max_return(cfg.env), cfg.eval.min_episodes
+    if first is None or first >= cfg.eval.episodes or threshold is None or best is None:
+        return None
+    return first, threshold, best
