@@ -33,6 +33,9 @@ from .conftest import compose_cfg, run_train
         ["+experiment=pong_nature"],
         ["+experiment=pong_dqn"],
         ["+experiment=pong_n4"],
+        ["+experiment=pong_nips"],
+        ["+experiment=pong_nips_drop"],
+        ["+experiment=pong_nips_lr2e4"],
         ["env=pong", "algo.augment=shift"],
     ],
 )
@@ -108,6 +111,26 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
         ("eval", "trigger_margin"),
         ("eval", "min_episodes"),
     }, changed
+
+
+def test_the_nips_presets_differ_from_each_other_in_what_they_say():
+    """pong_nips_drop is pong_nips at epsilon 0.05 with the drop and denser evaluations;
+    pong_nips_lr2e4 is pong_nips_drop at twice the rate before the drop, its evaluations
+    stopping short as env=pong's do."""
+    drop, fast = (
+        compose_cfg("+experiment=pong_nips_drop"),
+        compose_cfg("+experiment=pong_nips_lr2e4"),
+    )
+    assert (drop.optim.lr, drop.optim.lr_drop_score, drop.optim.lr_drop_to) == (1e-4, 12.0, 3e-5)
+    assert (drop.schedule.epsilon.end, drop.eval.every, drop.eval.min_episodes) == (
+        0.05,
+        25_000,
+        None,
+    )
+    assert (fast.optim.lr, fast.optim.lr_drop_score, fast.optim.lr_drop_to) == (2e-4, 12.0, 3e-5)
+    assert fast.eval.min_episodes == 10 and fast.model.name == "nips_cnn"
+    same = ("algo", "model", "schedule", "buffer", "env", "trainer")
+    assert all(drop[k] == fast[k] for k in same)
 
 
 def test_breakout_is_the_fast_preset_on_another_game_and_atari_stays_classic():
