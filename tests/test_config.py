@@ -36,6 +36,7 @@ from .conftest import compose_cfg, run_train
         ["+experiment=pong_nips"],
         ["+experiment=pong_nips_drop"],
         ["+experiment=pong_nips_lr2e4"],
+        ["+experiment=pong_nips_robust"],
         ["env=pong", "algo.augment=shift"],
     ],
 )
@@ -131,6 +132,11 @@ def test_the_nips_presets_differ_from_each_other_in_what_they_say():
     assert fast.eval.min_episodes == 10 and fast.model.name == "nips_cnn"
     same = ("algo", "model", "schedule", "buffer", "env", "trainer")
     assert all(drop[k] == fast[k] for k in same)
+    robust = compose_cfg("+experiment=pong_nips_robust")  # pong_nips_lr2e4 with a robust solve
+    assert (robust.eval.robust_epsilon, robust.eval.robust_threshold) == (0.05, 15.0)
+    assert fast.eval.robust_epsilon is None and fast.eval.robust_threshold is None
+    assert all(robust[k] == fast[k] for k in (*same, "optim"))
+    assert {**robust.eval, "robust_epsilon": None, "robust_threshold": None} == fast.eval
 
 
 def test_breakout_is_the_fast_preset_on_another_game_and_atari_stays_classic():

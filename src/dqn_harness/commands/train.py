@@ -244,6 +244,10 @@ def describe(summary: dict[str, Any], run_dir: Path) -> str:
             f"SOLVED at {summary['solved_at_step']:,} agent steps "
             f"(eval mean >= {summary['reward_threshold']})"
         )
+    if summary.get("robust_eval_return") is not None:
+        lines.append(
+            f"robust eval return {summary['robust_eval_return']:.3f} (eval.robust_epsilon)"
+        )
     lines.append(f"run dir: {run_dir}")
     if summary.get("wandb_run_dir"):
         lines.append(f"W&B run: {summary['wandb_run_dir']}")

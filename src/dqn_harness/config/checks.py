@@ -73,7 +73,7 @@ def validate(cfg: DictConfig) -> None:
 
     check_trainer(cfg.trainer)
     check_wandb_login(cfg.logger)
-    from dqn_harness.envs import is_atari
+    from dqn_harness.envs import is_atari, reward_threshold
     from dqn_harness.envs.checks import validate_env
 
     if cfg.protocol.name not in ("preset", "legacy") and not is_atari(cfg.env.id):
@@ -82,6 +82,11 @@ def validate(cfg: DictConfig) -> None:
         )
     space = validate_env(cfg.env)
     check_env_fits_algo(cfg, space)
+    if cfg.eval.robust_epsilon is not None and reward_threshold(cfg.env) is None:
+        raise UsageError(
+            "eval.robust_epsilon",
+            f"{cfg.env.id} has no solve threshold (env.reward_threshold) for it to test",
+        )
 
 
 def check_lr(cfg: DictConfig) -> None:
@@ -107,6 +112,18 @@ def check_lr(cfg: DictConfig) -> None:
         )
 
 
+def check_robust(eval_cfg: DictConfig) -> None:
+    """The robustness test of a solve needs both of its numbers: one alone would be ignored."""
+    for key, other in (
+        ("robust_epsilon", "robust_threshold"),
+        ("robust_threshold", "robust_epsilon"),
+    ):
+        if eval_cfg[key] is not None and eval_cfg[other] is None:
+            raise UsageError(f"eval.{key}", f"needs eval.{other} too")
+    if eval_cfg.robust_epsilon is not None:
+        unit("eval.robust_epsilon", eval_cfg.robust_epsilon)
+
+
 def check_numbers(cfg: DictConfig) -> None:
     """Counts > 0, probabilities in [0, 1], and the optional numbers when set."""
     for key in POSITIVE:
@@ -126,6 +143,7 @@ def check_numbers(cfg: DictConfig) -> None:
         if OmegaConf.select(cfg, key) is not None:
             positive(key, OmegaConf.select(cfg, key))
     check_lr(cfg)
+    check_robust(cfg.eval)
     if cfg.schedule.epsilon.kind == "exponential" and cfg.schedule.epsilon.end <= 0:
         raise UsageError("schedule.epsilon.end", "must be > 0 for an exponential schedule")
     if not 0 <= cfg.seed < 2**31:  # NumPy seeds are < 2**32; evaluation adds offsets

@@ -37,6 +37,9 @@ class Evaluator:
             stop when even ``max_return`` in every game left could not lift the mean to
             ``threshold``. Such an evaluation could not have solved, so the decision is the same
             as with every game played; ``None``: every evaluation plays all ``episodes``.
+        robust: ``(threshold, epsilon)``: an evaluation whose mean reaches ``threshold`` (the
+            solve threshold) plays ``episodes`` more games at ``epsilon`` (``eval/robust_*``),
+            which ``Decisions`` reads to tell a policy from one narrow line of play.
     """
 
     def __init__(
@@ -49,10 +52,13 @@ class Evaluator:
         log: Callable[[dict[str, float], int], None],
         video: VideoRecorder | None = None,
         stop_short: tuple[int, float, float] | None = None,
+        robust: tuple[float, float] | None = None,
     ) -> None:
         self.env = env
         self.episodes = episodes
         self.stop_short = stop_short
+        self.robust = robust
+        self.last_robust: float | None = None  # the last evaluation's robust mean, if it played
         self.epsilon = epsilon
         self.log = log
         self.video = video
@@ -84,6 +90,7 @@ class Evaluator:
             # improves (a close Pong game lasts several times a 21-0 loss), and so does
             # the evaluation
             "eval/length_mean": float(np.mean(lengths)),
+            **self.robust_games(policy, mean),
         }
         if self.video is not None and self.video.due(self.count):
             filmed = time.perf_counter()
@@ -94,6 +101,19 @@ class Evaluator:
         self.last_wall_s = record["eval/wall_s"] = time.perf_counter() - start
         self.log(record, env_steps)
         return mean
+
+    def robust_games(self, policy: Policy, mean: float) -> dict[str, float]:
+        """The games at the robust epsilon, when this evaluation reached the threshold: new
+        games with the env's and the exploration's RNGs continued, as after a short stop."""
+        self.last_robust = None
+        if self.robust is None or mean < self.robust[0]:
+            return {}
+        returns = evaluate(self.env, policy, self.episodes, self.robust[1], self.rng, None, [])
+        self.last_robust = float(np.mean(returns))
+        return {
+            "eval/robust_return_mean": self.last_robust,
+            "eval/robust_return_std": float(np.std(returns)),
+        }
 
     def hopeless(self, returns: list[float]) -> bool:
         """Whether the games left, all at the best score, could not bring the mean up to the
@@ -156,6 +176,7 @@ def training_evaluator(
         log=log,
         video=video,
         stop_short=stop_short(cfg),
+        robust=robust_check(cfg),
     )
 
 
@@ -167,3 +188,12 @@ def stop_short(cfg: Any) -> tuple[int, float, float] | None:
     if first is None or first >= cfg.eval.episodes or threshold is None or best is None:
         return None
     return first, threshold, best
+
+
+def robust_check(cfg: Any) -> tuple[float, float] | None:
+    """``(solve threshold, eval.robust_epsilon)`` for the evaluator, when the config asks for a
+    robust solve (validation has made sure the env has a threshold)."""
+    threshold = reward_threshold(cfg.env)
+    if cfg.eval.robust_epsilon is None or threshold is None:
+        return None
+    return threshold, float(cfg.eval.robust_epsilon)

@@ -74,6 +74,13 @@ def rng_states() -> dict[str, Any]:
     }
 
 
+def seed_everything(seed: int) -> None:
+    """The global generators (Python, NumPy, torch) a new run starts from."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def restore_rng(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
     numpy_state = states["numpy"]

@@ -13,13 +13,11 @@ is a method, so no closure captures objects built after it.
 
 from __future__ import annotations
 
-import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,6 +33,7 @@ from dqn_harness.run.checkpoint import (
     read_resume,
     restore_rng,
     rng_states,
+    seed_everything,
     torch_save,
     write_state,
 )
@@ -47,12 +46,6 @@ from dqn_harness.tracking.metrics import MetricsLog, flat_config, write_config
 from dqn_harness.tracking.progress import ProgressBar
 from dqn_harness.tracking.summary import RunSummary
 from dqn_harness.tracking.wandb_setup import make_loggers
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class Runner:
@@ -121,6 +114,8 @@ class Runner:
         self.decisions = Decisions(
             ckpt_dir=run_dir / "checkpoints",
             threshold=reward_threshold(cfg.env),
+            robust_epsilon=cfg.eval.robust_epsilon,
+            robust_threshold=cfg.eval.robust_threshold,
             stop_on_solve=cfg.eval.stop_on_solve,
             save_weights=self.save_weights,
             on_result=self.on_eval,
@@ -287,7 +282,8 @@ class Runner:
         self.progress.on_evaluation(self.evaluator.last_wall_s, mean)
         if said := self.learner.on_evaluation(env_steps, mean):  # before last.pt saves state
             self.progress.note(said)
-        self.decisions.after_evaluation(env_steps, mean)
+        if said := self.decisions.after_evaluation(env_steps, mean, self.evaluator.last_robust):
+            self.progress.note(said)
 
     def save_weights(self, path: Path, env_steps: int) -> None:
         """best.pt / last.pt: the policy's weights, the agent step of the evaluation that judged

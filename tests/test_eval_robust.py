@@ -1,0 +1,163 @@
+"""A robust solve (``eval.robust_epsilon``, ``eval.robust_threshold``): an evaluation that
+reaches the solve threshold plays as many games again at a higher epsilon, and the run counts
+as solved only if those average the robust threshold too. Played on a real FrozenLake without
+slipping (the way to the goal is one exact line of six moves, which random actions break), in
+real tabular training runs, and with real weights files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from gymnasium.vector import SyncVectorEnv
+
+from dqn_harness.envs import make_env
+from dqn_harness.evaluation.evaluator import Evaluator, robust_check
+from dqn_harness.run.decisions import BEST, Decisions
+from tests.conftest import compose_cfg, run_train
+
+# right, right, down, down, down, right: the goal of the 4x4 lake
+TO_GOAL = {0: 2, 1: 2, 2: 1, 6: 1, 10: 1, 14: 2}
+LAKE = ("algo=tabular", "env=frozenlake", "env.kwargs.is_slippery=false", "eval.episodes=20")
+
+
+def walks(obs: np.ndarray) -> np.ndarray:
+    return np.array([TO_GOAL.get(int(s), 0) for s in obs])  # every game at epsilon 0 scores 1
+
+
+def stays(obs: np.ndarray) -> np.ndarray:
+    return np.zeros(len(obs), dtype=np.int64)  # into the wall: every game scores 0
+
+
+def played(policy, robust: tuple[float, float] | None) -> tuple[dict[str, float], Evaluator]:
+    cfg = compose_cfg(*LAKE[1:3]).env
+    logged: dict[str, float] = {}
+    evaluator = Evaluator(
+        env=SyncVectorEnv([lambda: make_env(cfg) for _ in range(4)]),
+        episodes=20,
+        epsilon=0.0,
+        seed=0,
+        log=lambda record, step: logged.update(record),
+        robust=robust,
+    )
+    evaluator.run(100, policy)
+    evaluator.close()
+    return logged, evaluator
+
+
+def test_only_an_evaluation_that_reaches_the_threshold_plays_the_robust_games():
+    steady, evaluator = played(walks, (0.7, 0.0))
+    assert steady["eval/return_mean"] == 1.0 and steady["eval/robust_return_mean"] == 1.0
+    assert evaluator.last_robust == 1.0
+    # at epsilon 1 every move is random: the six-move line to the goal is almost never walked
+    shaken, evaluator = played(walks, (0.7, 1.0))
+    assert shaken["eval/return_mean"] == 1.0 and shaken["eval/robust_return_mean"] < 0.3
+    assert evaluator.last_robust == shaken["eval/robust_return_mean"]
+    far, evaluator = played(stays, (0.7, 0.0))  # 0 is far from 0.7: no games spent on it
+    assert "eval/robust_return_mean" not in far and evaluator.last_robust is None
+    assert "eval/robust_return_mean" not in played(walks, None)[0]
+
+
+def test_a_solve_needs_the_robust_games_and_keeps_the_solving_policy(tmp_path):
+    saved: list[tuple[str, int]] = []
+
+    def save_weights(path, env_steps):
+        torch.save({"env_steps": env_steps}, path)
+        saved.append((path.name, env_steps))
+
+    decisions = Decisions(
+        ckpt_dir=tmp_path,
+        threshold=19.0,
+        stop_on_solve=True,
+        save_weights=save_weights,
+        robust_epsilon=0.05,
+        robust_threshold=15.0,
+    )
+    said = decisions.after_evaluation(100, 20.0, 14.3)  # brittle: not solved
+    assert not decisions.solved and not decisions.should_stop
+    assert said is not None and "14.30, under 15.0: not solved yet" in said
+    assert decisions.after_evaluation(200, 12.0, None) is None  # far off: nothing to say
+    assert decisions.after_evaluation(300, 19.0, 16.0) is None
+    assert decisions.solved_at == 300 and decisions.should_stop
+    # best.pt is the solving policy, though 20.0 at step 100 scored higher at epsilon 0.01
+    assert torch.load(tmp_path / BEST, weights_only=True)["env_steps"] == 300
+    assert decisions.summary()["robust_eval_return"] == 16.0
+    assert decisions.summary()["best_eval_return"] == 19.0
+    plain = Decisions(ckpt_dir=tmp_path / "plain", threshold=19.0, stop_on_solve=True,
+                      save_weights=save_weights)  # fmt: skip
+    plain.after_evaluation(100, 20.0, None)
+    assert plain.solved_at == 100 and plain.summary()["robust_eval_return"] is None
+
+
+def test_the_check_is_off_unless_asked():
+    assert robust_check(compose_cfg("env=pong")) is None
+    cfg = compose_cfg("env=pong", "eval.robust_epsilon=0.05", "eval.robust_threshold=15")
+    assert robust_check(cfg) == (19.0, 0.05)
+
+
+def lake_run(tmp_path, name: str, *args: str) -> tuple[dict, list[dict], str]:
+    run_dir = tmp_path / name
+    done = run_train(
+        *LAKE,
+        "eval.every=200",
+        "total_steps=3000",
+        "logger=none",
+        "progress=false",
+        f"hydra.run.dir={run_dir}",
+        *args,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    evals = [r for r in map(json.loads, lines) if "eval/return_mean" in r]
+    return json.loads((run_dir / "summary.json").read_text()), evals, done.stderr
+
+
+def test_real_runs_solve_only_when_the_policy_survives_random_actions(tmp_path):
+    """The same training twice: robust games at epsilon 0 pass and the run solves where the
+    plain rule would; at epsilon 1 they never pass, so it trains to total_steps unsolved."""
+    summary, evals, _ = lake_run(
+        tmp_path, "steady", "eval.robust_epsilon=0", "eval.robust_threshold=0.9"
+    )
+    assert summary["solved"] and summary["robust_eval_return"] == 1.0
+    assert evals[-1]["eval/robust_return_mean"] == 1.0
+    assert summary["solved_at_step"] == evals[-1]["env_steps"] < 3000
+    summary, evals, stderr = lake_run(
+        tmp_path, "shaken", "eval.robust_epsilon=1", "eval.robust_threshold=0.9"
+    )
+    assert not summary["solved"] and summary["status"] == "finished"
+    assert summary["env_steps"] >= 3000
+    reached = [r for r in evals if r["eval/return_mean"] >= 0.7]
+    assert len(reached) >= 2 and all(r["eval/robust_return_mean"] < 0.9 for r in reached)
+    assert "not solved yet, training goes on" in stderr
+    assert summary["robust_eval_return"] == reached[-1]["eval/robust_return_mean"]
+
+
+def test_bad_settings_are_one_line(tmp_path):
+    for args, expected in (
+        (
+            ("eval.robust_epsilon=0.05",),
+            "error: eval.robust_epsilon: needs eval.robust_threshold too",
+        ),
+        (
+            ("eval.robust_threshold=0.5",),
+            "error: eval.robust_threshold: needs eval.robust_epsilon too",
+        ),
+        (
+            ("eval.robust_epsilon=1.5", "eval.robust_threshold=0.5"),
+            "error: eval.robust_epsilon: must be in [0, 1], got 1.5",
+        ),
+        (
+            (
+                "env.id=CliffWalking-v1",
+                "~env.kwargs.map_name",
+                "~env.kwargs.is_slippery",
+                "eval.robust_epsilon=0.05",
+                "eval.robust_threshold=0.5",
+            ),
+            "error: eval.robust_epsilon: CliffWalking-v1 has no solve threshold",
+        ),
+    ):
+        done = run_train("env=frozenlake", *args, "logger=none", cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.strip().startswith(expected), done.stderr
