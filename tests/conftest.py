@@ -54,6 +54,20 @@ def run_train(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     return run_cli("train.py", *args, cwd=cwd, **kwargs)
 
 
+def train_and_read(run_dir: Path, *args: str) -> tuple[dict, list[dict], str]:
+    """A quiet training run in ``run_dir`` that must succeed: its summary.json, its
+    evaluation records from metrics.jsonl, and what it printed to stderr."""
+    import json
+
+    done = run_train(
+        *args, "logger=none", "progress=false", f"hydra.run.dir={run_dir}", cwd=run_dir.parent
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    evals = [r for r in map(json.loads, lines) if "eval/return_mean" in r]
+    return json.loads((run_dir / "summary.json").read_text()), evals, done.stderr
+
+
 def run_sweep(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     return run_cli("sweep.py", *args, cwd=cwd, **kwargs)
 

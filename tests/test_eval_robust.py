@@ -6,8 +6,6 @@ real tabular training runs, and with real weights files."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 from gymnasium.vector import SyncVectorEnv
@@ -15,7 +13,7 @@ from gymnasium.vector import SyncVectorEnv
 from dqn_harness.envs import make_env
 from dqn_harness.evaluation.evaluator import Evaluator, robust_check
 from dqn_harness.run.decisions import BEST, Decisions
-from tests.conftest import compose_cfg, run_train
+from tests.conftest import compose_cfg, run_train, train_and_read
 
 # right, right, down, down, down, right: the goal of the 4x4 lake
 TO_GOAL = {0: 2, 1: 2, 2: 1, 6: 1, 10: 1, 14: 2}
@@ -97,21 +95,7 @@ def test_the_check_is_off_unless_asked():
 
 
 def lake_run(tmp_path, name: str, *args: str) -> tuple[dict, list[dict], str]:
-    run_dir = tmp_path / name
-    done = run_train(
-        *LAKE,
-        "eval.every=200",
-        "total_steps=3000",
-        "logger=none",
-        "progress=false",
-        f"hydra.run.dir={run_dir}",
-        *args,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    evals = [r for r in map(json.loads, lines) if "eval/return_mean" in r]
-    return json.loads((run_dir / "summary.json").read_text()), evals, done.stderr
+    return train_and_read(tmp_path / name, *LAKE, "eval.every=200", "total_steps=3000", *args)
 
 
 def test_real_runs_solve_only_when_the_policy_survives_random_actions(tmp_path):

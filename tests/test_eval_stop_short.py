@@ -5,14 +5,12 @@ the solve decision stays the full evaluation's."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from gymnasium.vector import SyncVectorEnv
 
 from dqn_harness.envs import make_env
 from dqn_harness.evaluation.evaluator import Evaluator, stop_short
-from tests.conftest import compose_cfg, run_train
+from tests.conftest import compose_cfg, run_train, train_and_read
 
 # The way to the goal of the 4x4 lake, not slippery: right, right, down, down, down, right (the
 # goal itself, seen once as an episode ends, needs no action).
@@ -77,8 +75,8 @@ def test_the_rule_needs_min_episodes_a_threshold_and_the_games_best_score():
 def test_a_real_run_cuts_hopeless_evaluations_and_solves_on_a_full_one(tmp_path):
     """Tabular Q-learning on the lake without slipping: its first evaluations (an empty table,
     every game 0) stop after 10 of their 20 games; the one that solves played all 20."""
-    run_dir = tmp_path / "run"
-    done = run_train(
+    summary, evals, _ = train_and_read(
+        tmp_path / "run",
         "algo=tabular",
         "env=frozenlake",
         "env.kwargs.is_slippery=false",
@@ -87,17 +85,9 @@ def test_a_real_run_cuts_hopeless_evaluations_and_solves_on_a_full_one(tmp_path)
         "eval.min_episodes=10",
         "eval.every=100",
         "total_steps=20000",
-        "logger=none",
-        "progress=false",
-        f"hydra.run.dir={run_dir}",
-        cwd=tmp_path,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    evals = [r for r in map(json.loads, lines) if "eval/return_mean" in r]
     assert evals[0]["eval/episodes"] == 10 and evals[0]["eval/return_mean"] == 0.0
     assert evals[-1]["eval/return_mean"] >= 0.7 and evals[-1]["eval/episodes"] == 20
-    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["solved"] and summary["solved_at_step"] == evals[-1]["env_steps"]
 
 

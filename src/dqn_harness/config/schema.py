@@ -181,8 +181,8 @@ class EvalConfig:
     # more games at robust_epsilon must average robust_threshold or more before the run counts
     # as solved, so that "solved" is a policy that a few random actions do not break (Nature's
     # epsilon 0.05), not one narrow line of play; until then training goes on
-    robust_epsilon: float | None = None
-    robust_threshold: float | None = None
+    robust_epsilon: float | None = None  # exploration in those games (Nature's 0.05)
+    robust_threshold: float | None = None  # the mean those games must reach to solve
 
 
 @dataclass
