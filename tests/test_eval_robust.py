@@ -6,42 +6,24 @@ real tabular training runs, and with real weights files."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from gymnasium.vector import SyncVectorEnv
 
-from dqn_harness.envs import make_env
 from dqn_harness.evaluation.evaluator import Evaluator, robust_check
 from dqn_harness.run.decisions import BEST, Decisions
-from tests.conftest import compose_cfg, run_train, train_and_read
+from tests.conftest import (
+    compose_cfg,
+    lake_evaluation,
+    run_train,
+    stays,
+    train_and_read,
+    walks,
+)
 
-# right, right, down, down, down, right: the goal of the 4x4 lake
-TO_GOAL = {0: 2, 1: 2, 2: 1, 6: 1, 10: 1, 14: 2}
 LAKE = ("algo=tabular", "env=frozenlake", "env.kwargs.is_slippery=false", "eval.episodes=20")
 
 
-def walks(obs: np.ndarray) -> np.ndarray:
-    return np.array([TO_GOAL.get(int(s), 0) for s in obs])  # every game at epsilon 0 scores 1
-
-
-def stays(obs: np.ndarray) -> np.ndarray:
-    return np.zeros(len(obs), dtype=np.int64)  # into the wall: every game scores 0
-
-
 def played(policy, robust: tuple[float, float] | None) -> tuple[dict[str, float], Evaluator]:
-    cfg = compose_cfg(*LAKE[1:3]).env
-    logged: dict[str, float] = {}
-    evaluator = Evaluator(
-        env=SyncVectorEnv([lambda: make_env(cfg) for _ in range(4)]),
-        episodes=20,
-        epsilon=0.0,
-        seed=0,
-        log=lambda record, step: logged.update(record),
-        robust=robust,
-    )
-    evaluator.run(100, policy)
-    evaluator.close()
-    return logged, evaluator
+    return lake_evaluation(policy, robust=robust)
 
 
 def test_only_an_evaluation_that_reaches_the_threshold_plays_the_robust_games():

@@ -5,45 +5,20 @@ the solve decision stays the full evaluation's."""
 
 from __future__ import annotations
 
-import numpy as np
-from gymnasium.vector import SyncVectorEnv
-
-from dqn_harness.envs import make_env
-from dqn_harness.evaluation.evaluator import Evaluator, stop_short
-from tests.conftest import compose_cfg, run_train, train_and_read
-
-# The way to the goal of the 4x4 lake, not slippery: right, right, down, down, down, right (the
-# goal itself, seen once as an episode ends, needs no action).
-TO_GOAL = {0: 2, 1: 2, 2: 1, 6: 1, 10: 1, 14: 2}
-
-
-def lake(n: int) -> SyncVectorEnv:
-    cfg = compose_cfg("env=frozenlake", "env.kwargs.is_slippery=false").env
-    return SyncVectorEnv([lambda: make_env(cfg) for _ in range(n)])
+from dqn_harness.evaluation.evaluator import stop_short
+from tests.conftest import (
+    compose_cfg,
+    lake_evaluation,
+    run_train,
+    stays,
+    train_and_read,
+    walks,
+)
 
 
 def played(policy, short: tuple[int, float, float] | None) -> dict[str, float]:
     """What one evaluation of 20 games at epsilon 0 on 4 envs logs."""
-    logged: dict[str, float] = {}
-    evaluator = Evaluator(
-        env=lake(4),
-        episodes=20,
-        epsilon=0.0,
-        seed=0,
-        log=lambda record, step: logged.update(record),
-        stop_short=short,
-    )
-    evaluator.run(100, policy)
-    evaluator.close()
-    return logged
-
-
-def stays(obs: np.ndarray) -> np.ndarray:
-    return np.zeros(len(obs), dtype=np.int64)  # left, into the wall: every game scores 0
-
-
-def walks(obs: np.ndarray) -> np.ndarray:
-    return np.array([TO_GOAL.get(int(s), 0) for s in obs])  # every game scores 1
+    return lake_evaluation(policy, stop_short=short)[0]
 
 
 def test_an_evaluation_stops_only_once_it_cannot_reach_the_threshold():
