@@ -8,12 +8,13 @@
 # On the GPU machine it installs those wheels beside the image's own torch and Lightning (no
 # network there, and PyPI's torch would be several GB anyway), runs the GPU tests, then
 # seed 0 of each Pong preset worth timing on a GPU, `python train.py <preset> trainer=gpu seed=0`
-# for <preset> = env=pong (the default) and +experiment=pong_nips_lr2e4 (the fastest on a CPU),
+# for <preset> = env=pong (the default, fastest on a CPU) and +experiment=pong_n10 (the Nature
+# CNN, whose larger update a GPU may make cheap),
 # each with half of the time budget (BUDGET_S, default 510 s: the device's 10-minute limit less
 # the start and the copies back). It writes what comes back under $OUT (at most 8 files, so one
 # summary and one curve per run):
 #   tests.txt, env.txt, <tag>-summary.json (steps and wall time to solve), <tag>-metrics.csv,
-# where <tag> is pong or pong_nips_lr2e4.
+# where <tag> is pong or pong_n10.
 # The image's python3 is 3.12 and holds torch, pytorch-lightning, numpy, opencv-headless, tqdm
 # and pytest (the device image's package list); the rest of what train.py imports with
 # logger=csv is below. W&B and Optuna are not needed for this check and stay behind.
@@ -55,7 +56,7 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_training.
   tests/test_augment.py >"$OUT/tests.txt" 2>&1
 echo "GPU tests: rc $? ($(tail -1 "$OUT/tests.txt"))"
 
-PRESETS=("env=pong" "+experiment=pong_nips_lr2e4")
+PRESETS=("env=pong" "+experiment=pong_n10")
 share=$((BUDGET_S / ${#PRESETS[@]}))
 for preset in "${PRESETS[@]}"; do
   tag=${preset#*=}

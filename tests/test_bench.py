@@ -128,7 +128,7 @@ def test_denormals_times_a_real_checkpoints_update_with_and_without_flushing(tmp
     from dqn_harness.perf import cpu_description
 
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith(cpu_description() + ": nature_cnn update from ")  # env=pong's net
+    assert lines[0].startswith(cpu_description() + ": nips_cnn update from ")  # env=pong's net
     assert "(agent step 600)" in lines[0]
     assert [x.split(":")[0].strip() for x in lines[1:4]] == [
         "subnormal weights",

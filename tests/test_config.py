@@ -47,8 +47,8 @@ def test_shipped_configs_compose_and_validate(overrides):
 
 
 def test_env_presets_pick_their_model_and_schedule():
-    assert compose_cfg("env=pong").model.name == "nature_cnn"
-    assert compose_cfg("env=pong", "model=nips_cnn").model.name == "nips_cnn"
+    assert compose_cfg("env=pong").model.name == "nips_cnn"
+    assert compose_cfg("env=pong", "model=nature_cnn").model.name == "nature_cnn"
     assert compose_cfg("env=breakout").model.name == "nature_cnn"
     assert compose_cfg("env=cartpole").model.name == "mlp"
     assert compose_cfg("env=cartpole").schedule.name == "classic"
@@ -56,24 +56,34 @@ def test_env_presets_pick_their_model_and_schedule():
     assert compose_cfg("env=cartpole", "schedule=fast").schedule.name == "fast"
 
 
-def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
-    fast, classic = compose_cfg("env=pong"), compose_cfg("+experiment=pong_nature")
-    assert (fast.algo.n_step, fast.train_freq, fast.trainer.precision) == (10, 1, "bf16-mixed")
-    assert (fast.model.name, list(fast.model.hidden), fast.batch_size) == ("nature_cnn", [512], 32)
-    # the NIPS-2013 network with 4-step returns, env=pong otherwise
-    nips = compose_cfg("+experiment=pong_nips")
-    assert (nips.model.name, list(nips.model.hidden), nips.algo.n_step) == ("nips_cnn", [256], 4)
-    assert nips.schedule == fast.schedule and nips.eval.min_episodes is None  # as recorded
-    assert {**nips.eval, "min_episodes": 10} == fast.eval
-    assert fast.schedule.epsilon.end == 0.01 and fast.schedule.epsilon.steps == 5_000
-    assert fast.eval.stop_on_solve and fast.eval.every == 50_000
-    trigger = (fast.eval.trigger_episodes, fast.eval.trigger_margin, fast.eval.trigger_gap)
-    assert trigger == (10, 2.0, 20_000)
-    assert fast.eval.min_episodes == 10  # an evaluation that cannot solve stops after 10 games
+def plain(*overrides: str) -> dict:
+    """A composed config as a dict, without its run name (a timestamp)."""
+    cfg = OmegaConf.to_container(compose_cfg(*overrides), resolve=False)
+    cfg.pop("run_name")
+    return cfg
+
+
+def test_pong_is_the_robust_nips_recipe_and_the_earlier_ones_stay_reachable():
+    pong, classic = compose_cfg("env=pong"), compose_cfg("+experiment=pong_nature")
+    assert (pong.algo.n_step, pong.train_freq, pong.trainer.precision) == (4, 1, "bf16-mixed")
+    assert (pong.model.name, list(pong.model.hidden), pong.batch_size) == ("nips_cnn", [256], 32)
+    epsilon = pong.schedule.epsilon
+    assert (epsilon.start, epsilon.end, epsilon.steps) == (1.0, 0.05, 5_000)
+    assert (pong.optim.lr, pong.optim.lr_drop_score, pong.optim.lr_drop_to) == (2e-4, 12.0, 3e-5)
+    assert pong.eval.stop_on_solve and pong.eval.every == 25_000
+    trigger = (pong.eval.trigger_episodes, pong.eval.trigger_margin, pong.eval.trigger_gap)
+    assert trigger == (10, 4.0, 20_000)
+    assert pong.eval.min_episodes == 10  # an evaluation that cannot solve stops after 10 games
+    # solved only if 20 more games at Nature's epsilon average 16: a margin over the 15 wanted
+    assert (pong.eval.robust_epsilon, pong.eval.robust_threshold) == (0.05, 16.0)
     # the harness's Atari protocol: 20 full games at epsilon 0.01, no sticky actions, 30 no-ops
-    protocol = (fast.eval.episodes, fast.eval.epsilon, fast.env.repeat_action_probability)
-    assert protocol == (20, 0.01, 0.0) and fast.env.noop_max == 30
-    assert fast.env.max_episode_steps is None  # full games
+    protocol = (pong.eval.episodes, pong.eval.epsilon, pong.env.repeat_action_probability)
+    assert protocol == (20, 0.01, 0.0) and pong.env.noop_max == 30
+    assert pong.env.max_episode_steps is None  # full games
+    # the recipe recorded as +experiment=pong_nips_robust, with the gate's margin
+    recorded = plain("+experiment=pong_nips_robust")
+    assert recorded["eval"]["robust_threshold"] == 15.0
+    assert {**recorded, "eval": {**recorded["eval"], "robust_threshold": 16.0}} == plain("env=pong")
     for preset in ("+experiment=pong_nature", "env=atari", "env=breakout"):
         cfg = compose_cfg(preset)
         assert (cfg.eval.episodes, cfg.eval.epsilon) == (20, 0.01), preset
@@ -81,37 +91,54 @@ def test_pong_is_the_fast_preset_and_the_classic_one_stays_reachable():
     assert (classic.algo.n_step, classic.train_freq, classic.trainer.precision) == (1, 4, "32-true")
     assert classic.schedule.epsilon.end == 0.01 and classic.total_steps == 1_000_000
     # the recorded classic run (experiments/README "pong_dqn") still composes to its settings
-    recorded = compose_cfg("+experiment=pong_dqn")
-    assert (recorded.algo.n_step, recorded.train_freq, recorded.eval.episodes) == (1, 4, 5)
-    assert recorded.eval.epsilon == 0.05  # as it was recorded
+    dqn = compose_cfg("+experiment=pong_dqn")
+    assert (dqn.algo.n_step, dqn.train_freq, dqn.eval.episodes) == (1, 4, 5)
+    assert dqn.eval.epsilon == 0.05  # as it was recorded
     # the earlier env=pong presets stay reachable by name, with the Nature CNN
     n10 = compose_cfg("+experiment=pong_n10")
     assert (n10.model.name, n10.algo.n_step, n10.eval.every) == ("nature_cnn", 10, 10_000)
     assert n10.schedule.epsilon.steps == 5_000 and n10.eval.trigger_episodes == 0
+    assert n10.optim.lr == 1e-4 and n10.optim.lr_drop_score is None
+    assert n10.eval.robust_epsilon is None and n10.env.id == "ALE/Pong-v5"
     # pong_n4 is the fast preset on Pong, as it was
-    n4 = OmegaConf.to_container(compose_cfg("+experiment=pong_n4"), resolve=False)
-    fast_pong = compose_cfg("env=atari_fast", "env.id=ALE/Pong-v5")
-    fast_pong = OmegaConf.to_container(fast_pong, resolve=False)
-    n4.pop("run_name"), fast_pong.pop("run_name")
-    assert n4 == fast_pong
+    n4 = plain("+experiment=pong_n4")
+    assert n4 == plain("env=atari_fast", "env.id=ALE/Pong-v5")
     # and env=pong differs from it in exactly what the screening chose
-    pong = OmegaConf.to_container(compose_cfg("env=pong"), resolve=False)
-    pong.pop("run_name")
+    pong_dict = plain("env=pong")
     changed = {
         (section, key)
-        for section in pong
-        if isinstance(pong[section], dict)
-        for key in pong[section]
-        if pong[section][key] != n4[section][key]
-    } | {k for k in pong if not isinstance(pong[k], dict) and pong[k] != n4[k]}
+        for section in pong_dict
+        if isinstance(pong_dict[section], dict)
+        for key in pong_dict[section]
+        if pong_dict[section][key] != n4[section][key]
+    } | {k for k in pong_dict if not isinstance(pong_dict[k], dict) and pong_dict[k] != n4[k]}
     assert changed == {
-        ("algo", "n_step"),
+        ("model", "name"),
+        ("model", "hidden"),
         ("schedule", "epsilon"),
-        ("eval", "every"),
+        ("optim", "lr"),
+        ("optim", "lr_drop_score"),
+        ("optim", "lr_drop_to"),
         ("eval", "trigger_episodes"),
         ("eval", "trigger_margin"),
         ("eval", "min_episodes"),
+        ("eval", "robust_epsilon"),
+        ("eval", "robust_threshold"),
     }, changed
+
+
+def test_pong_nips_keeps_the_settings_it_was_recorded_with():
+    """pong_nips is pong_n10's recipe with the NIPS-2013 network and 4-step returns, evaluated
+    as env=pong was when it ran: every 50k and when the training episodes come within 2 of 19,
+    every evaluation playing all 20 games."""
+    nips = compose_cfg("+experiment=pong_nips")
+    assert (nips.model.name, list(nips.model.hidden), nips.algo.n_step) == ("nips_cnn", [256], 4)
+    epsilon = nips.schedule.epsilon
+    assert (epsilon.start, epsilon.end, epsilon.steps, nips.optim.lr) == (1.0, 0.01, 5_000, 1e-4)
+    trigger = (nips.eval.every, nips.eval.trigger_episodes, nips.eval.trigger_margin)
+    assert trigger == (50_000, 10, 2.0) and nips.eval.trigger_gap == 20_000
+    assert nips.eval.min_episodes is None and nips.eval.robust_epsilon is None
+    assert nips.optim.lr_drop_score is None and nips.env.id == "ALE/Pong-v5"
 
 
 def test_the_nips_presets_differ_from_each_other_in_what_they_say():
@@ -163,7 +190,7 @@ def test_switch_groups_set_their_keys_under_any_env_preset():
     assert cfg.model.name == "mlp" and cfg.model.dueling
     assert cfg.buffer.sampler == "prioritized" and cfg.buffer.capacity == 50_000  # env's capacity
     cfg = compose_cfg("env=pong", "+experiment=rainbow_lite")
-    assert cfg.model.name == "nature_cnn" and cfg.model.dueling and cfg.algo.n_step == 3
+    assert cfg.model.name == "nips_cnn" and cfg.model.dueling and cfg.algo.n_step == 3
     assert cfg.algo.double and cfg.buffer.sampler == "prioritized"
 
 
@@ -190,6 +217,8 @@ def test_run_name_pattern():
         (["algo=tabular"], "algo"),
         (["model=nature_cnn"], "model"),
         (["buffer.capacity=100000000", "env=pong"], "buffer.capacity"),
+        # env=pong's robust solve is a Pong score: another game is told, not silently ungated
+        (["env=pong", "env.id=ALE/Breakout-v5"], "eval.robust_epsilon"),
         (["algo.n_step=0"], "algo.n_step"),
         (["buffer.sampler=rank"], "buffer.sampler"),
         (["buffer=prioritized", "buffer.alpha=1.5"], "buffer.alpha"),

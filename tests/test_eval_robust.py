@@ -71,9 +71,10 @@ def test_a_solve_needs_the_robust_games_and_keeps_the_solving_policy(tmp_path):
 
 
 def test_the_check_is_off_unless_asked():
-    assert robust_check(compose_cfg("env=pong")) is None
-    cfg = compose_cfg("env=pong", "eval.robust_epsilon=0.05", "eval.robust_threshold=15")
-    assert robust_check(cfg) == (19.0, 0.05)
+    assert robust_check(compose_cfg("+experiment=pong_nips_lr2e4")) is None
+    assert robust_check(compose_cfg("env=pong")) == (19.0, 0.05)  # env=pong asks for it
+    cfg = compose_cfg("env=pong", "eval.robust_epsilon=0.1", "eval.robust_threshold=15")
+    assert robust_check(cfg) == (19.0, 0.1)
 
 
 def lake_run(tmp_path, name: str, *args: str) -> tuple[dict, list[dict], str]:

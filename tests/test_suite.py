@@ -159,21 +159,27 @@ def test_the_atari5_estimate_uses_the_mean_over_seeds_and_needs_all_five_games()
 
 
 def test_a_suite_on_a_named_preset_names_each_game_as_itself():
-    """`-m suite=atari5 env=pong` trains the five games with Pong's preset: each job is named
-    and grouped (W&B group, run dir) by its own game, not as Pong."""
+    """`-m suite=atari5 env=breakout` trains the five games with Breakout's preset: each job is
+    named and grouped (W&B group, run dir) by its own game, not as Breakout. env=pong's robust
+    solve is a Pong score, so the same suite on env=pong is refused, one job at a time."""
     from dqn_harness.commands.multirun import expand
     from dqn_harness.commands.suites import expand_suite
-    from dqn_harness.config import compose_config, register_configs
+    from dqn_harness.config import compose_config, register_configs, validate
     from tests.conftest import CONF
 
     register_configs()
-    argv = expand_suite(CONF, ["suite=atari5", "env=pong", "seed=0"], multirun=True)
+    argv = expand_suite(CONF, ["suite=atari5", "env=breakout", "seed=0"], multirun=True)
     names = set()
     for job in expand(argv):
         cfg = compose_config(CONF, job)
+        validate(cfg)
         names.add(cfg.env.name)
         assert cfg.env.name == ale_game(cfg.env.id).replace("_", "")
         assert cfg.run_name.startswith(f"{cfg.env.name}-dqn-s0-")
-        assert cfg.env.reward_threshold is None  # Pong's 19 is Pong's alone
+        assert cfg.env.reward_threshold is None  # no borrowed threshold
     assert names == {"battlezone", "doubledunk", "namethisgame", "phoenix", "qbert"}
-    assert compose_config(CONF, ["env=pong"]).env.name == "pong"  # the preset's own game
+    assert compose_config(CONF, ["env=breakout"]).env.name == "breakout"  # the preset's own game
+    for job in expand(expand_suite(CONF, ["suite=atari5", "env=pong", "seed=0"], multirun=True)):
+        with pytest.raises(UsageError, match="no solve threshold") as info:
+            validate(compose_config(CONF, job))
+        assert info.value.key == "eval.robust_epsilon"

@@ -43,7 +43,7 @@ from dqn_harness.config import EnvConfig
 from dqn_harness.envs import make_vec_env
 from dqn_harness.nets import CONVS, NatureCNN
 ck = torch.load({checkpoint!r}, map_location="cpu", weights_only=True)
-model = ck["config"]["model"]  # the checkpoint's own network (env=pong's: nature_cnn)
+model = ck["config"]["model"]  # the checkpoint's own network (env=pong's: nips_cnn)
 net = NatureCNN(4, ck["q_net"]["head.2.weight"].shape[0], hidden=model["hidden"],
                 channels_last=True, convs=CONVS[model["name"]])
 net.load_state_dict(ck["q_net"])
@@ -89,7 +89,7 @@ PARTS = ("forward", "backward", "clip", "adam", "update")
 
 def subnormals(checkpoint: str) -> tuple[dict[str, tuple[int, int]], int, str]:
     """(subnormal, all) values of the checkpoint's weights and of each Adam moment, the agent
-    step it was saved at and the network it trained (env=pong's: nature_cnn)."""
+    step it was saved at and the network it trained (env=pong's: nips_cnn)."""
     import torch
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=True)

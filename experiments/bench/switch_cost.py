@@ -9,7 +9,7 @@ A researcher choosing switches needs each one's price, so this runs the full har
 
 - base: ``env=pong`` with one-step returns (uniform replay, plain head, DQN target);
 - ``algo.double=true``: one more online forward over ``next_obs`` per update;
-- ``model.dueling=true``: two 512-unit streams instead of one;
+- ``model.dueling=true``: two dense streams (value, advantage) instead of one;
 - ``algo.n_step=3``: the return windows walked in the replay at sampling time;
 - ``buffer=prioritized``: sum-tree sampling, importance weights, a priority write per update;
 - ``env=pong``'s own ``n_step=4``, and all four switches together (rainbow_lite).

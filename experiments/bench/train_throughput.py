@@ -83,6 +83,7 @@ def window(a: argparse.Namespace, out: Path) -> list[str]:
 def overrides(a: argparse.Namespace, out: Path) -> list[str]:
     return [
         "env=pong",
+        "model=nature_cnn",  # the network the bare loop builds, whatever env=pong trains
         f"env.backend={a.backend}",
         f"env.num_envs={a.num_envs}",
         "batch_size=32",
