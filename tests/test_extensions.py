@@ -392,10 +392,10 @@ def test_rainbow_lite_on_atari_frames_with_vector_envs(tmp_path):
     # one update per 8 agent steps from 400 to 1,200, on the C++ vector env's two envs
     assert summary["env_steps"] >= 1200 and 95 <= summary["grad_steps"] <= 101, summary
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["env.backend"] == "ale_vector" and config["model.name"] == "nature_cnn"
+    assert config["env.backend"] == "ale_vector" and config["model.name"] == "nips_cnn"
     assert_switches_took_effect(run_dir, EXPECTED["rainbow_lite"])
     weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["q_net"]
-    assert weights["trunk.0.weight"].shape == (32, 4, 8, 8)  # the CNN saw 4-frame stacks
+    assert weights["trunk.0.weight"].shape == (16, 4, 8, 8)  # env=pong's NIPS-2013 trunk, 4 frames
     evals = [v for _, v in read_metrics(run_dir, "eval/return_mean")]
     assert evals and all(-21 <= v <= 21 and v == int(v) for v in evals)  # whole Pong scores
 
