@@ -113,6 +113,10 @@ def test_a_run_resumed_with_other_settings_says_so_in_its_card(tmp_path):
     shared = (tmp_path / "exported" / "config.json").read_text()
     assert json.loads(shared)["resume"] == "run" and str(tmp_path) not in shared  # no machine path
     assert "- from agent step 1,000: `optim.lr` 0.001 → 0.0005, `total_steps` 1000 → 2000" in card
+    # the merged command gives each key once, with the value the resume set
+    command = card.split("Reproduce the run: `")[1].split("`")[0]
+    assert command.count("total_steps=") == 1 and "total_steps=2000" in command, command
+    assert command.count("progress=false") == 1, command
     # the same weights' card again after a resume that changed nothing: one more entry, no line
     same = run_train("resume=run", cwd=tmp_path)
     assert same.returncode == 0, same.stderr[-2000:]

@@ -110,8 +110,9 @@ def resume_argv(argv: list[str]) -> tuple[list[str], dict[str, Any] | None]:
         raise UsageError("resume", f"{run_dir} is not a train.py run directory (no .hydra/)")
     saved = [str(a) for a in OmegaConf.load(saved_file) if not str(a).startswith(RESUME_OWNED)]
     new = [a for a in argv if not a.startswith(RESUME_OWNED)]
+    again = {override_key(a) for a in new}
     argv = [
-        *saved,
+        *[a for a in saved if override_key(a) not in again],  # a key given again: the new value
         *new,
         *[a for a in argv if a.startswith("trust_checkpoint=")],
         f"resume={run_dir}",
@@ -119,6 +120,14 @@ def resume_argv(argv: list[str]) -> tuple[list[str], dict[str, Any] | None]:
         f"run_name={state['config']['run_name']}",
     ]
     return argv, state
+
+
+def override_key(arg: str) -> str:
+    """The key a command-line override sets (``+a.b=1``, ``++a.b=1`` and ``a.b=1`` all set
+    ``a.b``): a resume that sets a key again replaces the saved value rather than repeating the
+    key, so the merged command line (and an exported card's command) says it once, and Hydra
+    is never asked to append the same ``+key`` twice."""
+    return arg.split("=", 1)[0].lstrip("+~")
 
 
 def trusted(argv: list[str]) -> bool:
