@@ -63,6 +63,15 @@ def plain(*overrides: str) -> dict:
     return cfg
 
 
+def test_pong_f2_candidates_are_env_pong_with_their_keys():
+    """The candidates build on the recorded recipe, not on env=pong, so that a change to env=pong
+    does not change what they run; today they differ from env=pong in their own keys only."""
+    pong = plain("env=pong")
+    f2 = {**pong, "train_freq": 2, "batch_size": 64, "optim": {**pong["optim"], "lr_drop_to": 6e-5}}
+    assert plain("+experiment=pong_f2") == f2
+    assert plain("+experiment=pong_f2_lr4e4") == {**f2, "optim": {**f2["optim"], "lr": 4e-4}}
+
+
 def test_pong_is_the_robust_nips_recipe_and_the_earlier_ones_stay_reachable():
     pong, classic = compose_cfg("env=pong"), compose_cfg("+experiment=pong_nature")
     assert (pong.algo.n_step, pong.train_freq, pong.trainer.precision) == (4, 1, "bf16-mixed")
