@@ -22,21 +22,34 @@ from tests.conftest import (
 LAKE = ("algo=tabular", "env=frozenlake", "env.kwargs.is_slippery=false", "eval.episodes=20")
 
 
-def played(policy, robust: tuple[float, float] | None) -> tuple[dict[str, float], Evaluator]:
+def played(policy, robust: tuple[float, float, int] | None) -> tuple[dict[str, float], Evaluator]:
     return lake_evaluation(policy, robust=robust)
 
 
 def test_only_an_evaluation_that_reaches_the_threshold_plays_the_robust_games():
-    steady, evaluator = played(walks, (0.7, 0.0))
+    steady, evaluator = played(walks, (0.7, 0.0, 20))
     assert steady["eval/return_mean"] == 1.0 and steady["eval/robust_return_mean"] == 1.0
     assert evaluator.last_robust == 1.0
     # at epsilon 1 every move is random: the six-move line to the goal is almost never walked
-    shaken, evaluator = played(walks, (0.7, 1.0))
+    shaken, evaluator = played(walks, (0.7, 1.0, 20))
     assert shaken["eval/return_mean"] == 1.0 and shaken["eval/robust_return_mean"] < 0.3
     assert evaluator.last_robust == shaken["eval/robust_return_mean"]
-    far, evaluator = played(stays, (0.7, 0.0))  # 0 is far from 0.7: no games spent on it
+    far, evaluator = played(stays, (0.7, 0.0, 20))  # 0 is far from 0.7: no games spent on it
     assert "eval/robust_return_mean" not in far and evaluator.last_robust is None
     assert "eval/robust_return_mean" not in played(walks, None)[0]
+    assert steady["eval/robust_episodes"] == shaken["eval/robust_episodes"] == 20
+
+
+def test_the_robust_games_can_outnumber_an_evaluations():
+    """eval.robust_episodes: 40 robust games after an evaluation of 20, each a whole game at
+    the robust epsilon (a mean over 40 games is a multiple of 1/40 that 20 cannot give)."""
+    steady, _ = played(walks, (0.7, 0.0, 40))
+    assert steady["eval/episodes"] == 20 and steady["eval/robust_episodes"] == 40
+    assert steady["eval/robust_return_mean"] == 1.0
+    many, _ = played(walks, (0.7, 0.5, 40))
+    assert many["eval/robust_episodes"] == 40 and many["eval/episodes"] == 20
+    wins = many["eval/robust_return_mean"] * 40
+    assert 0 < wins < 40 and round(wins) % 2 == 1  # an odd count of 40: not a mean of 20
 
 
 def test_a_solve_needs_the_robust_games_and_keeps_the_solving_policy(tmp_path):
@@ -72,9 +85,11 @@ def test_a_solve_needs_the_robust_games_and_keeps_the_solving_policy(tmp_path):
 
 def test_the_check_is_off_unless_asked():
     assert robust_check(compose_cfg("+experiment=pong_nips_lr2e4")) is None
-    assert robust_check(compose_cfg("env=pong")) == (19.0, 0.05)  # env=pong asks for it
+    assert robust_check(compose_cfg("env=pong")) == (19.0, 0.05, 20)  # env=pong asks for it
     cfg = compose_cfg("env=pong", "eval.robust_epsilon=0.1", "eval.robust_threshold=15")
-    assert robust_check(cfg) == (19.0, 0.1)
+    assert robust_check(cfg) == (19.0, 0.1, 20)
+    assert robust_check(compose_cfg("env=pong", "eval.robust_episodes=40")) == (19.0, 0.05, 40)
+    assert robust_check(compose_cfg("+experiment=pong_f2_r40")) == (19.0, 0.05, 40)
 
 
 def lake_run(tmp_path, name: str, *args: str) -> tuple[dict, list[dict], str]:
@@ -110,6 +125,14 @@ def test_bad_settings_are_one_line(tmp_path):
         (
             ("eval.robust_threshold=0.5",),
             "error: eval.robust_threshold: needs eval.robust_epsilon too",
+        ),
+        (
+            ("eval.robust_episodes=40",),
+            "error: eval.robust_episodes: needs eval.robust_epsilon too",
+        ),
+        (
+            ("eval.robust_epsilon=0.05", "eval.robust_threshold=0.5", "eval.robust_episodes=0"),
+            "error: eval.robust_episodes: must be > 0",
         ),
         (
             ("eval.robust_epsilon=1.5", "eval.robust_threshold=0.5"),

@@ -117,6 +117,7 @@ def check_robust(eval_cfg: DictConfig) -> None:
     for key, other in (
         ("robust_epsilon", "robust_threshold"),
         ("robust_threshold", "robust_epsilon"),
+        ("robust_episodes", "robust_epsilon"),
     ):
         if eval_cfg[key] is not None and eval_cfg[other] is None:
             raise UsageError(f"eval.{key}", f"needs eval.{other} too")
@@ -139,6 +140,7 @@ def check_numbers(cfg: DictConfig) -> None:
         "optim.lr_steps",
         "optim.lr_drop_to",
         "eval.min_episodes",
+        "eval.robust_episodes",
     ):
         if OmegaConf.select(cfg, key) is not None:
             positive(key, OmegaConf.select(cfg, key))

@@ -177,12 +177,13 @@ class EvalConfig:
     # stops after them once even env.max_return in every game left could not bring the mean up
     # to the solve threshold, so the solve decision is the same and a far-off agent costs less
     min_episodes: int | None = None
-    # A second test of an evaluation that reaches the solve threshold (None: none): `episodes`
-    # more games at robust_epsilon must average robust_threshold or more before the run counts
-    # as solved, so that "solved" is a policy that a few random actions do not break (Nature's
-    # epsilon 0.05), not one narrow line of play; until then training goes on
+    # A second test of an evaluation that reaches the solve threshold (None: none):
+    # robust_episodes more games at robust_epsilon must average robust_threshold or more before
+    # the run counts as solved, so that "solved" is a policy that a few random actions do not
+    # break (Nature's epsilon 0.05), not one narrow line of play; until then training goes on
     robust_epsilon: float | None = None  # exploration in those games (Nature's 0.05)
     robust_threshold: float | None = None  # the mean those games must reach to solve
+    robust_episodes: int | None = None  # how many (None: as many as `episodes`)
 
 
 @dataclass

@@ -37,8 +37,8 @@ class Evaluator:
             stop when even ``max_return`` in every game left could not lift the mean to
             ``threshold``. Such an evaluation could not have solved, so the decision is the same
             as with every game played; ``None``: every evaluation plays all ``episodes``.
-        robust: ``(threshold, epsilon)``: an evaluation whose mean reaches ``threshold`` (the
-            solve threshold) plays ``episodes`` more games at ``epsilon`` (``eval/robust_*``),
+        robust: ``(threshold, epsilon, games)``: an evaluation whose mean reaches ``threshold``
+            (the solve threshold) plays ``games`` more games at ``epsilon`` (``eval/robust_*``),
             which ``Decisions`` reads to tell a policy from one narrow line of play.
     """
 
@@ -52,7 +52,7 @@ class Evaluator:
         log: Callable[[dict[str, float], int], None],
         video: VideoRecorder | None = None,
         stop_short: tuple[int, float, float] | None = None,
-        robust: tuple[float, float] | None = None,
+        robust: tuple[float, float, int] | None = None,
     ) -> None:
         self.env = env
         self.episodes = episodes
@@ -108,11 +108,13 @@ class Evaluator:
         self.last_robust = None
         if self.robust is None or mean < self.robust[0]:
             return {}
-        returns = evaluate(self.env, policy, self.episodes, self.robust[1], self.rng, None, [])
+        _, epsilon, games = self.robust
+        returns = evaluate(self.env, policy, games, epsilon, self.rng, None, [])
         self.last_robust = float(np.mean(returns))
         return {
             "eval/robust_return_mean": self.last_robust,
             "eval/robust_return_std": float(np.std(returns)),
+            "eval/robust_episodes": float(len(returns)),
         }
 
     def hopeless(self, returns: list[float]) -> bool:
@@ -190,10 +192,13 @@ def stop_short(cfg: Any) -> tuple[int, float, float] | None:
     return first, threshold, best
 
 
-def robust_check(cfg: Any) -> tuple[float, float] | None:
-    """``(solve threshold, eval.robust_epsilon)`` for the evaluator, when the config asks for a
-    robust solve (validation has made sure the env has a threshold)."""
+def robust_check(cfg: Any) -> tuple[float, float, int] | None:
+    """``(solve threshold, eval.robust_epsilon, games)`` for the evaluator, when the config asks
+    for a robust solve (validation has made sure the env has a threshold). The games are
+    ``eval.robust_episodes``, or as many as an evaluation's when unset: more games make a pass
+    depend less on luck (the standard error falls as one over their square root)."""
     threshold = reward_threshold(cfg.env)
     if cfg.eval.robust_epsilon is None or threshold is None:
         return None
-    return threshold, float(cfg.eval.robust_epsilon)
+    games = cfg.eval.robust_episodes or cfg.eval.episodes
+    return threshold, float(cfg.eval.robust_epsilon), int(games)
