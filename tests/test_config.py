@@ -69,7 +69,10 @@ def test_pong_f2_candidates_are_env_pong_with_their_keys():
     pong = plain("env=pong")
     f2 = {**pong, "train_freq": 2, "batch_size": 64, "optim": {**pong["optim"], "lr_drop_to": 6e-5}}
     assert plain("+experiment=pong_f2") == f2
-    assert plain("+experiment=pong_f2_lr4e4") == {**f2, "optim": {**f2["optim"], "lr": 4e-4}}
+    lr4e4 = {**f2, "optim": {**f2["optim"], "lr": 4e-4}}
+    assert plain("+experiment=pong_f2_lr4e4") == lr4e4
+    r40 = {**lr4e4, "eval": {**lr4e4["eval"], "robust_episodes": 40}}
+    assert plain("+experiment=pong_f2_r40") == r40
 
 
 def test_pong_is_the_robust_nips_recipe_and_the_earlier_ones_stay_reachable():

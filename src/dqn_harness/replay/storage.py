@@ -256,6 +256,9 @@ class FrameStorage:
                     f"the checkpoint's replay has shape {saved.shape}, this config "
                     f"needs {target.shape} (keep buffer.capacity and env.num_envs)",
                 )
-            target[...] = saved
+            if hasattr(saved, "read_into"):  # a replay file's array, streamed in chunks
+                saved.read_into(target)
+            else:
+                target[...] = saved
         self.cursor, self.written = int(state["cursor"]), int(state["written"])
         self.transitions = int(state["transitions"])

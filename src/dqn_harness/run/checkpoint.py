@@ -121,10 +121,55 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> tuple[dict[str, np.ndarr
     return arrays, rest
 
 
+# Bytes read from a saved replay array per step while it is copied into its buffer.
+READ_CHUNK = 4 << 20
+
+
+class SavedArray:
+    """One array of a replay file, not yet read: ``shape`` and ``dtype`` from its header, and
+    ``read_into`` to stream it into a buffer's own array a chunk at a time. The frames are
+    nearly all of a replay (0.7 GB for Pong's 100k, 6.6 GiB for a 1M Atari replay): reading
+    them whole before the copy would hold them twice at the moment a resume peaks.
+    ``np.asarray`` reads it whole, for the small arrays that need no care."""
+
+    def __init__(self, data: Any, name: str) -> None:
+        self.data, self.name = data, name
+        with self._open() as f:
+            self.shape, self.dtype, self.fortran = _npy_header(f)
+
+    def _open(self) -> BinaryIO:
+        return self.data.zip.open(f"{self.name}.npy")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self.data[self.name]
+        return array if dtype is None else array.astype(dtype)
+
+    def read_into(self, target: np.ndarray) -> None:
+        """Fill ``target`` (C-contiguous, of this shape and dtype) from the file."""
+        if self.fortran or self.dtype != target.dtype or not target.flags.c_contiguous:
+            target[...] = np.asarray(self)  # not a layout a byte copy can fill: read it whole
+            return
+        view = memoryview(target.reshape(-1).view(np.uint8))
+        with self._open() as f:
+            _npy_header(f)
+            for start in range(0, len(view), READ_CHUNK):
+                part = view[start : start + READ_CHUNK]
+                if f.readinto(part) != len(part):
+                    raise ValueError(f"{self.name} ends early")
+
+
+def _npy_header(f: BinaryIO) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """An .npy stream's (shape, dtype, fortran order), leaving ``f`` at the first data byte."""
+    npy = np.lib.format
+    major, _ = npy.read_magic(f)
+    read = npy.read_array_header_1_0 if major == 1 else npy.read_array_header_2_0
+    shape, fortran, dtype = read(f)
+    return shape, dtype, fortran
+
+
 class _LazyState(Mapping):
-    """A saved replay state read from its open npz file one array at a time, when asked for:
-    a 1M-transition Atari replay is 6.6 GiB, and reading it all before copying would need
-    twice that."""
+    """A saved replay state read from its open npz file one array at a time, when asked for,
+    each as a ``SavedArray`` that a buffer streams into its own memory."""
 
     def __init__(self, data: Any, rest: dict[str, Any], prefix: str = "") -> None:
         self.data, self.rest, self.prefix = data, rest, prefix
@@ -132,7 +177,7 @@ class _LazyState(Mapping):
 
     def __getitem__(self, key: str) -> Any:
         if key in self.arrays:
-            return self.data[f"{self.prefix}{key}"]
+            return SavedArray(self.data, f"{self.prefix}{key}")
         value = self.rest[key]
         if isinstance(value, dict) and any(a.startswith(f"{key}.") for a in self.arrays):
             return _LazyState(self.data, value, f"{self.prefix}{key}.")
