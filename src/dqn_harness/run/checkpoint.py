@@ -137,7 +137,7 @@ class SavedArray:
         with self._open() as f:
             self.shape, self.dtype, self.fortran = _npy_header(f)
 
-    def _open(self) -> BinaryIO:
+    def _open(self) -> Any:  # a zipfile.ZipExtFile, typed IO[bytes], which lacks readinto
         return self.data.zip.open(f"{self.name}.npy")
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -149,7 +149,7 @@ class SavedArray:
         if self.fortran or self.dtype != target.dtype or not target.flags.c_contiguous:
             target[...] = np.asarray(self)  # not a layout a byte copy can fill: read it whole
             return
-        view = memoryview(target.reshape(-1).view(np.uint8))
+        view = target.reshape(-1).view(np.uint8).data
         with self._open() as f:
             _npy_header(f)
             for start in range(0, len(view), READ_CHUNK):
