@@ -136,6 +136,8 @@ class SavedArray:
         self.data, self.name = data, name
         with self._open() as f:
             self.shape, self.dtype, self.fortran = _npy_header(f)
+        if self.dtype.hasobject:  # what np.load refuses without allow_pickle: never unpickled
+            raise ValueError(f"{name} holds Python objects, which only allow_pickle would load")
 
     def _open(self) -> Any:  # a zipfile.ZipExtFile, typed IO[bytes], which lacks readinto
         return self.data.zip.open(f"{self.name}.npy")
