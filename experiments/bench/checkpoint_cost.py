@@ -55,8 +55,11 @@ def read_back(buffer, path: Path) -> None:
             for name in buffer.storage.ARRAYS:
                 getattr(buffer.storage, name)[...] = data[f"storage.{name}"]
 
-    streamed = [peak_of(lambda: load_replay(path, buffer.load_state_dict)) for _ in range(2)]
-    plain = [peak_of(whole) for _ in range(2)]
+    streamed: list[tuple[float, float]] = []
+    plain: list[tuple[float, float]] = []
+    for _ in range(2):
+        streamed.append(peak_of(lambda: load_replay(path, buffer.load_state_dict)))
+        plain.append(peak_of(whole))
     s_peak, s_time = max(p for p, _ in streamed), min(t for _, t in streamed)
     w_peak, w_time = max(p for p, _ in plain), min(t for _, t in plain)
     print(
