@@ -73,6 +73,8 @@ def test_pong_f2_candidates_are_env_pong_with_their_keys():
     assert plain("+experiment=pong_f2_lr4e4") == lr4e4
     r40 = {**lr4e4, "eval": {**lr4e4["eval"], "robust_episodes": 40}}
     assert plain("+experiment=pong_f2_r40") == r40
+    t2k = {**r40, "algo": {**r40["algo"], "target_sync": 2000}}
+    assert plain("+experiment=pong_f2_t2k") == t2k
 
 
 def test_pong_is_the_robust_nips_recipe_and_the_earlier_ones_stay_reachable():
