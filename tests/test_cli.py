@@ -79,7 +79,8 @@ def test_target_sync_lives_with_the_algorithm(compose_config):
         cfg = compose_config("env=cartpole", f"schedule={schedule}", "run_name=x")
         assert cfg.algo.target_sync == base.algo.target_sync == 500
         assert "target_sync" not in cfg.schedule
-    assert compose_config("env=pong", "run_name=x").algo.target_sync == 1000
+    # env=pong syncs every 2,000 agent steps: 1,000 of its updates, one per 2 agent steps
+    assert compose_config("env=pong", "run_name=x").algo.target_sync == 2000
 
 
 def test_old_target_sync_key_and_checkpoints_name_the_new_key(tmp_path):

@@ -37,6 +37,7 @@ from .conftest import compose_cfg, run_train
         ["+experiment=pong_nips_drop"],
         ["+experiment=pong_nips_lr2e4"],
         ["+experiment=pong_nips_robust"],
+        ["+experiment=pong_f1"],
         ["env=pong", "algo.augment=shift"],
     ],
 )
@@ -63,41 +64,46 @@ def plain(*overrides: str) -> dict:
     return cfg
 
 
-def test_pong_f2_candidates_are_env_pong_with_their_keys():
-    """The candidates build on the recorded recipe, not on env=pong, so that a change to env=pong
-    does not change what they run; today they differ from env=pong in their own keys only."""
-    pong = plain("env=pong")
-    f2 = {**pong, "train_freq": 2, "batch_size": 64, "optim": {**pong["optim"], "lr_drop_to": 6e-5}}
+def test_pong_f2_presets_are_pong_f1_with_their_keys_and_the_last_is_env_pong():
+    """The pong_f2 presets build on the recipe they were screened against (pong_f1, env=pong as
+    it was then), not on env=pong, so that a change to env=pong does not change what they run;
+    each differs from the one before in its own keys, and the last is today's env=pong."""
+    f1 = plain("+experiment=pong_f1")
+    f2 = {**f1, "train_freq": 2, "batch_size": 64, "optim": {**f1["optim"], "lr_drop_to": 6e-5}}
     assert plain("+experiment=pong_f2") == f2
     lr4e4 = {**f2, "optim": {**f2["optim"], "lr": 4e-4}}
     assert plain("+experiment=pong_f2_lr4e4") == lr4e4
     r40 = {**lr4e4, "eval": {**lr4e4["eval"], "robust_episodes": 40}}
     assert plain("+experiment=pong_f2_r40") == r40
     t2k = {**r40, "algo": {**r40["algo"], "target_sync": 2000}}
-    assert plain("+experiment=pong_f2_t2k") == t2k
+    assert plain("+experiment=pong_f2_t2k") == t2k == plain("env=pong")
 
 
-def test_pong_is_the_robust_nips_recipe_and_the_earlier_ones_stay_reachable():
+def test_pong_is_the_nips_recipe_at_an_update_every_2_steps_and_the_earlier_ones_stay_reachable():
     pong, classic = compose_cfg("env=pong"), compose_cfg("+experiment=pong_nature")
-    assert (pong.algo.n_step, pong.train_freq, pong.trainer.precision) == (4, 1, "bf16-mixed")
-    assert (pong.model.name, list(pong.model.hidden), pong.batch_size) == ("nips_cnn", [256], 32)
+    assert (pong.algo.n_step, pong.train_freq, pong.trainer.precision) == (4, 2, "bf16-mixed")
+    assert (pong.model.name, list(pong.model.hidden), pong.batch_size) == ("nips_cnn", [256], 64)
+    assert pong.algo.target_sync == 2000  # 1,000 updates between syncs, as at an update per step
     epsilon = pong.schedule.epsilon
     assert (epsilon.start, epsilon.end, epsilon.steps) == (1.0, 0.05, 5_000)
-    assert (pong.optim.lr, pong.optim.lr_drop_score, pong.optim.lr_drop_to) == (2e-4, 12.0, 3e-5)
+    assert (pong.optim.lr, pong.optim.lr_drop_score, pong.optim.lr_drop_to) == (4e-4, 12.0, 6e-5)
     assert pong.eval.stop_on_solve and pong.eval.every == 25_000
     trigger = (pong.eval.trigger_episodes, pong.eval.trigger_margin, pong.eval.trigger_gap)
     assert trigger == (10, 4.0, 20_000)
     assert pong.eval.min_episodes == 10  # an evaluation that cannot solve stops after 10 games
-    # solved only if 20 more games at Nature's epsilon average 16: a margin over the 15 wanted
-    assert (pong.eval.robust_epsilon, pong.eval.robust_threshold) == (0.05, 16.0)
+    # solved only if 40 more games at Nature's epsilon average 16: a margin over the 15 wanted
+    robust = (pong.eval.robust_epsilon, pong.eval.robust_episodes, pong.eval.robust_threshold)
+    assert robust == (0.05, 40, 16.0)
     # the harness's Atari protocol: 20 full games at epsilon 0.01, no sticky actions, 30 no-ops
     protocol = (pong.eval.episodes, pong.eval.epsilon, pong.env.repeat_action_probability)
     assert protocol == (20, 0.01, 0.0) and pong.env.noop_max == 30
     assert pong.env.max_episode_steps is None  # full games
-    # the recipe recorded as +experiment=pong_nips_robust, with the gate's margin
+    # the recipe before it, pong_f1: +experiment=pong_nips_robust with the gate's margin
     recorded = plain("+experiment=pong_nips_robust")
     assert recorded["eval"]["robust_threshold"] == 15.0
-    assert {**recorded, "eval": {**recorded["eval"], "robust_threshold": 16.0}} == plain("env=pong")
+    f1 = {**recorded, "eval": {**recorded["eval"], "robust_threshold": 16.0}}
+    assert f1 == plain("+experiment=pong_f1")
+    assert (f1["train_freq"], f1["batch_size"], f1["optim"]["lr"]) == (1, 32, 2e-4)
     for preset in ("+experiment=pong_nature", "env=atari", "env=breakout"):
         cfg = compose_cfg(preset)
         assert (cfg.eval.episodes, cfg.eval.epsilon) == (20, 0.01), preset
@@ -130,6 +136,7 @@ def test_pong_is_the_robust_nips_recipe_and_the_earlier_ones_stay_reachable():
         ("model", "name"),
         ("model", "hidden"),
         ("schedule", "epsilon"),
+        ("algo", "target_sync"),
         ("optim", "lr"),
         ("optim", "lr_drop_score"),
         ("optim", "lr_drop_to"),
@@ -137,7 +144,10 @@ def test_pong_is_the_robust_nips_recipe_and_the_earlier_ones_stay_reachable():
         ("eval", "trigger_margin"),
         ("eval", "min_episodes"),
         ("eval", "robust_epsilon"),
+        ("eval", "robust_episodes"),
         ("eval", "robust_threshold"),
+        "train_freq",
+        "batch_size",
     }, changed
 
 

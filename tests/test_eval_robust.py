@@ -85,10 +85,12 @@ def test_a_solve_needs_the_robust_games_and_keeps_the_solving_policy(tmp_path):
 
 def test_the_check_is_off_unless_asked():
     assert robust_check(compose_cfg("+experiment=pong_nips_lr2e4")) is None
-    assert robust_check(compose_cfg("env=pong")) == (19.0, 0.05, 20)  # env=pong asks for it
+    assert robust_check(compose_cfg("env=pong")) == (19.0, 0.05, 40)  # env=pong asks for it
     cfg = compose_cfg("env=pong", "eval.robust_epsilon=0.1", "eval.robust_threshold=15")
-    assert robust_check(cfg) == (19.0, 0.1, 20)
-    assert robust_check(compose_cfg("env=pong", "eval.robust_episodes=40")) == (19.0, 0.05, 40)
+    assert robust_check(cfg) == (19.0, 0.1, 40)
+    # unset, the robust games are as many as the evaluation's
+    assert robust_check(compose_cfg("env=pong", "eval.robust_episodes=null")) == (19.0, 0.05, 20)
+    assert robust_check(compose_cfg("+experiment=pong_f1")) == (19.0, 0.05, 20)
     assert robust_check(compose_cfg("+experiment=pong_f2_r40")) == (19.0, 0.05, 40)
 
 
