@@ -328,16 +328,14 @@ def isolated_cycle_ms(updates: int) -> float:
     precision train.py picks on this CPU, shared by its ``train_freq`` agent steps, and one
     batch-1 acting forward per agent step (``update_cost.py``'s child process)."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from update_cost import HARNESS, measure
+    from update_cost import HARNESS, measure, per_agent_step_ms
 
     pong = compose_config(ROOT / "conf", ["env=pong"])  # what env=pong trains, as it trains it
-    k = pong.train_freq
     model = dict(model=pong.model.name, hidden=list(pong.model.hidden))
-    opts = dict(HARNESS, train_freq=k, batch=pong.batch_size, **model)
+    opts = dict(HARNESS, train_freq=pong.train_freq, batch=pong.batch_size, **model)
     if native_bf16():  # where train.py keeps bf16-mixed (elsewhere it falls back to 32-true)
         opts.update(bf16=True, half_target=True)
-    m = measure(opts, updates)
-    return (m["update_ms"] + k * m["act_ms"]) / k
+    return per_agent_step_ms(measure(opts, updates))
 
 
 def profile_pong(a: argparse.Namespace, out: Path, top: int = 12) -> None:

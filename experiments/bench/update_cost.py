@@ -214,6 +214,12 @@ def conv_kernels(python: str = sys.executable) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in found.items()}
 
 
+def per_agent_step_ms(m: dict[str, float]) -> float:
+    """ms per agent step of a measured cycle: one update shared by its ``train_freq`` agent
+    steps, plus an acting forward at each of them (what a training run pays per agent step)."""
+    return (m["update_ms"] + m["train_freq"] * m["act_ms"]) / m["train_freq"]
+
+
 def measure(opts: dict, updates: int) -> dict[str, float]:
     code = CHILD.format(src=str(ROOT / "src"), opts=json.dumps(opts), updates=updates)
     return child(code, python=opts.get("python", sys.executable))
@@ -254,10 +260,7 @@ def main() -> None:
             runs[name].append(measure(variants[name], a.updates))
     peak = {k: statistics.median(p[k] for p in peaks) for k in ("fp32", "bf16")}
     med = {name: {k: statistics.median(m[k] for m in v) for k in v[0]} for name, v in runs.items()}
-    per_step = {
-        n: (m["update_ms"] + m["train_freq"] * m["act_ms"]) / m["train_freq"]
-        for n, m in med.items()
-    }
+    per_step = {n: per_agent_step_ms(m) for n, m in med.items()}
     base = per_step[BASELINE]
     print(
         f"{cpu_description()}: Nature-CNN update cycle, torch {own_version}, "
