@@ -157,3 +157,17 @@ def test_denormals_times_a_real_checkpoints_update_with_and_without_flushing(tmp
     )
     assert missing.returncode == 2 and missing.stdout == ""
     assert missing.stderr.strip() == f"error: --checkpoint: no such file: {tmp_path / 'nope.pt'}"
+
+
+def test_priority_cost_names_the_cpu_and_checks_both_write_paths_agree():
+    from dqn_harness.perf import cpu_description
+
+    proc = run_bench("priority_cost.py", "--capacity", "5000", "--repeats", "1", "--writes", "500")
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{cpu_description()}: prioritized replay, 5,000-slot ring"
+    assert "leaf by leaf" in lines[1] and "level by level" in lines[1]
+    assert lines[1].endswith("the trees are equal")
+    data = json.loads(lines[-1])
+    assert data["cpu"] == cpu_description()
+    assert data["write_leaf_us"][0] > 0 and data["write_level_us"][0] > 0
+    assert data["update_us"][0] > 0

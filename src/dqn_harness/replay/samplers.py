@@ -95,6 +95,10 @@ class UniformSampler(Sampler):
         return np.concatenate(envs_out) * storage.slots + np.concatenate(slots_out), None
 
 
+# Updates of at most this many leaves walk the tree leaf by leaf (``SumTree._update_few``).
+FEW_LEAVES = 8
+
+
 class SumTree:
     """Sums and minima over ``size`` non-negative leaves; empty leaves are 0 (and +inf for min).
 
@@ -126,7 +130,10 @@ class SumTree:
     def update(self, idx: np.ndarray, values: np.ndarray) -> None:
         """Set leaves ``idx`` to ``values`` and refresh their ancestors (depth steps)."""
         node = np.asarray(idx, dtype=np.int64) + self.leaves
-        values = np.asarray(values, dtype=np.float64)
+        values = np.broadcast_to(np.asarray(values, dtype=np.float64), node.shape)
+        if len(node) <= FEW_LEAVES:
+            self._update_few(node.tolist(), values.tolist())
+            return
         self.sum[node] = values
         self.min[node] = np.where(values > 0, values, np.inf)
         for _ in range(self.depth):
@@ -135,6 +142,25 @@ class SumTree:
             left, right = 2 * node, 2 * node + 1
             self.sum[node] = self.sum[left] + self.sum[right]
             self.min[node] = np.minimum(self.min[left], self.min[right])
+
+    def _update_few(self, nodes: list[int], values: list[float]) -> None:
+        """``update`` one leaf at a time, for the few leaves a stored transition touches (every
+        agent step: the new slot and the slots it clears). Level by level, numpy's fixed cost
+        per call (~10 calls on arrays of 3 at each of 17 levels for a 100k buffer) made a write
+        85 us; leaf by leaf it is 32 us (``experiments/bench/priority_cost.py``, 2-core Xeon).
+        Each node ends as the sum and the minimum of its children's final values, the same
+        float64 operations as the vectorised path, so the tree is the same bit for bit."""
+        total, least = self.sum, self.min
+        for node, value in zip(nodes, values, strict=True):
+            total[node] = value
+            least[node] = value if value > 0 else np.inf
+        for node in nodes:
+            node >>= 1
+            while node:
+                left = 2 * node
+                total[node] = total[left] + total[left + 1]
+                least[node] = min(least[left], least[left + 1])
+                node >>= 1
 
     def find(self, mass: np.ndarray) -> np.ndarray:
         """Leaf whose prefix-sum interval contains each ``mass`` in [0, total)."""
