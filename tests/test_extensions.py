@@ -195,27 +195,23 @@ def test_sum_tree_update_touches_one_path():
     assert tree.total == pytest.approx(size - 1 + 5.0)
 
 
-def test_sum_tree_leaf_by_leaf_updates_equal_the_vectorised_ones_bit_for_bit(monkeypatch):
+def test_sum_tree_leaf_by_leaf_updates_equal_the_vectorised_ones_bit_for_bit():
     """Every agent step updates a few leaves one at a time (the fast path); the tree must be
     exactly what the level-by-level path makes, duplicates (the last value wins) and emptied
     leaves included, or a run with prioritized replay would draw other batches."""
-    import dqn_harness.replay.samplers as samplers
-
-    rng, few_leaves = np.random.default_rng(0), samplers.FEW_LEAVES
-    size = 1000
-    few, many = SumTree(size), SumTree(size)
+    rng, size = np.random.default_rng(0), 1000
+    few, many = SumTree(size), SumTree(size, few_leaves=0)
     start = rng.random(size) * (rng.random(size) > 0.2)
     few.update(np.arange(size), start)
     many.update(np.arange(size), start)
     for _ in range(300):
-        n = int(rng.integers(1, few_leaves + 1))
+        n = int(rng.integers(1, few.few_leaves + 1))
         idx = rng.integers(0, size, n)
-        idx[-1] = idx[0] if n > 1 and rng.random() < 0.3 else idx[-1]  # a duplicate leaf
+        if n > 1 and rng.random() < 0.3:
+            idx[-1] = idx[0]  # a duplicate leaf
         values = rng.random(n) * (rng.random(n) > 0.3)  # some leaves emptied
         few.update(idx, values)
-        monkeypatch.setattr(samplers, "FEW_LEAVES", 0)
         many.update(idx, values)
-        monkeypatch.setattr(samplers, "FEW_LEAVES", few_leaves)
     np.testing.assert_array_equal(few.sum, many.sum)
     np.testing.assert_array_equal(few.min, many.min)
     assert few.total == pytest.approx(few.values().sum())

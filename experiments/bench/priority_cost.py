@@ -29,33 +29,29 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from dqn_harness.perf import cpu_description  # noqa: E402
-from dqn_harness.replay import (  # noqa: E402
-    FrameStorage,
-    PrioritizedSampler,
-    samplers,  # noqa: E402
-)
+from dqn_harness.replay import FrameStorage, PrioritizedSampler, SumTree  # noqa: E402
+from dqn_harness.replay.samplers import FEW_LEAVES  # noqa: E402
 
 
-def filled(capacity: int) -> tuple[FrameStorage, PrioritizedSampler]:
+def filled(capacity: int, few_leaves: int) -> tuple[FrameStorage, PrioritizedSampler]:
+    """A full ring's sampler whose tree writes up to ``few_leaves`` leaves leaf by leaf (0:
+    every write level by level)."""
     storage = FrameStorage(capacity=capacity, num_envs=1, obs_shape=(1,), obs_dtype=np.int64)
     sampler = PrioritizedSampler(size=storage.size, seed=0)
+    sampler.tree = SumTree(storage.size, few_leaves=few_leaves)
     sampler.tree.update(np.arange(storage.size), np.random.default_rng(0).random(storage.size))
     return storage, sampler
 
 
-def writes_us(storage: FrameStorage, sampler: PrioritizedSampler, n: int, few: int) -> float:
-    """µs per on_write with ``FEW_LEAVES=few`` (0: every update level by level)."""
-    samplers.FEW_LEAVES, kept = few, samplers.FEW_LEAVES
-    try:
-        new = np.zeros(1, dtype=np.int64)
-        t = time.perf_counter()
-        for i in range(n):
-            slot = i % storage.slots
-            new[0] = (slot - 1) % storage.slots
-            sampler.on_write(storage, slot, new)
-        return 1e6 * (time.perf_counter() - t) / n
-    finally:
-        samplers.FEW_LEAVES = kept
+def writes_us(storage: FrameStorage, sampler: PrioritizedSampler, n: int) -> float:
+    """µs per on_write of one new transition (and the slots it clears)."""
+    new = np.zeros(1, dtype=np.int64)
+    t = time.perf_counter()
+    for i in range(n):
+        slot = i % storage.slots
+        new[0] = (slot - 1) % storage.slots
+        sampler.on_write(storage, slot, new)
+    return 1e6 * (time.perf_counter() - t) / n
 
 
 def update_us(storage: FrameStorage, sampler: PrioritizedSampler, n: int) -> float:
@@ -77,9 +73,9 @@ def main() -> None:
     print(f"{cpu_description()}: prioritized replay, {a.capacity:,}-slot ring")
     leaf, level, upd = [], [], []
     for _ in range(a.repeats):
-        (s1, fast), (s2, slow) = filled(a.capacity), filled(a.capacity)
-        leaf.append(writes_us(s1, fast, a.writes, samplers.FEW_LEAVES))
-        level.append(writes_us(s2, slow, a.writes, 0))
+        (s1, fast), (s2, slow) = filled(a.capacity, FEW_LEAVES), filled(a.capacity, 0)
+        leaf.append(writes_us(s1, fast, a.writes))
+        level.append(writes_us(s2, slow, a.writes))
         if not (
             np.array_equal(fast.tree.sum, slow.tree.sum)
             and np.array_equal(fast.tree.min, slow.tree.min)

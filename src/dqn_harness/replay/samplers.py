@@ -106,8 +106,9 @@ class SumTree:
     deltas, so floating-point error cannot accumulate over millions of updates.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, few_leaves: int = FEW_LEAVES) -> None:
         self.size = size
+        self.few_leaves = few_leaves  # 0: every update level by level (the tests' reference)
         self.leaves = 1 << max(0, (size - 1).bit_length())  # power of two >= size
         self.depth = self.leaves.bit_length() - 1
         self.sum = np.zeros(2 * self.leaves)
@@ -131,7 +132,7 @@ class SumTree:
         """Set leaves ``idx`` to ``values`` and refresh their ancestors (depth steps)."""
         node = np.asarray(idx, dtype=np.int64) + self.leaves
         values = np.broadcast_to(np.asarray(values, dtype=np.float64), node.shape)
-        if len(node) <= FEW_LEAVES:
+        if len(node) <= self.few_leaves:
             self._update_few(node.tolist(), values.tolist())
             return
         self.sum[node] = values
