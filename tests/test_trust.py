@@ -106,7 +106,8 @@ def test_the_global_rngs_round_trip_through_a_data_only_checkpoint(tmp_path):
 
 def test_resuming_from_the_same_checkpoint_twice_gives_the_same_run_bit_for_bit(real_run, tmp_path):
     """state.pt and its replay restore everything: two resumes from copies of one checkpoint
-    learn the same weights to the last bit and log the same curve."""
+    learn the same weights to the last bit and log the same curve, evaluations included (the
+    evaluation env is new after a resume, and must not draw its games' seeds from the OS)."""
     results = []
     for name in ("a", "b"):
         copy = tmp_path / name
@@ -114,13 +115,18 @@ def test_resuming_from_the_same_checkpoint_twice_gives_the_same_run_bit_for_bit(
         done = run_train(f"resume={copy}", "total_steps=2500", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         weights = torch.load(copy / "checkpoints" / "last.pt", weights_only=True)
-        losses = [
-            json.loads(line).get("train/loss")
-            for line in (copy / "metrics.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
+        losses = [r.get("train/loss") for r in records]
+        evals = [
+            (r["env_steps"], r["eval/return_mean"], r["eval/length_mean"])
+            for r in records
+            if "eval/return_mean" in r
         ]
-        results.append((weights, losses))
-    (wa, la), (wb, lb) = results
+        results.append((weights, losses, evals))
+    (wa, la, ea), (wb, lb, eb) = results
     assert la == lb and any(v is not None for v in la)
+    assert [step for step, *_ in ea if step > 1500] == [2000, 2500]
+    assert ea == eb
     assert wa["env_steps"] == wb["env_steps"] == 2500
     for key in wa["q_net"]:
         assert torch.equal(wa["q_net"][key], wb["q_net"][key]), key

@@ -63,6 +63,7 @@ class Evaluator:
         self.log = log
         self.video = video
         self.rng = np.random.default_rng(seed)
+        self.base_seed = seed
         self.seed: int | None = seed  # first evaluation seeds the env; later ones continue its RNG
         self.count = 0
         self.last_step = -1  # agent step of the last evaluation
@@ -139,10 +140,18 @@ class Evaluator:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue a checkpointed run's evaluations. The env's emulators are not saved, and a
+        new env reset without a seed draws one from the OS: two resumes of one checkpoint would
+        then judge the same policy on different games (a different solve, a different drop of
+        the learning rate). So once evaluations have run, the resumed run's first one seeds the
+        new env from the run's seed and the evaluations already played."""
         self.count, self.last_step = state["count"], state["last_step"]
         self.last_mean = state["last_mean"]
         self.rng.bit_generator.state = state["rng"]
         self.seed = state["seed"]
+        if self.seed is None:
+            drawn = np.random.SeedSequence([self.base_seed, self.count]).generate_state(1)[0]
+            self.seed = int(drawn) % 2**31
 
 
 # Offsets of the evaluation and video seeds from the run's: no training episode is replayed.
