@@ -171,16 +171,3 @@ def test_priority_cost_names_the_cpu_and_checks_both_write_paths_agree():
     assert data["cpu"] == cpu_description()
     assert data["write_leaf_us"][0] > 0 and data["write_level_us"][0] > 0
     assert data["update_us"][0] > 0
-
-
-def test_eval_cost_names_the_cpu_and_plays_the_same_games_both_ways():
-    from dqn_harness.perf import cpu_description
-
-    proc = run_bench("eval_cost.py", "--games", "5", "0", "0", "--repeats", "1")
-    lines = proc.stdout.splitlines()
-    assert lines[0].startswith(f"{cpu_description()}: one evaluation's games, model")
-    assert lines[1].startswith("  repeat 0: 5 games,")
-    assert lines[2].endswith("the same games")
-    data = json.loads(lines[-1])
-    assert data["cpu"] == cpu_description()
-    assert data["every env stepped"][0] > 0 and data["idle envs left"][0] > 0
