@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from itertools import pairwise
@@ -155,6 +156,22 @@ def test_compare_filters(runs):
     proc = compare(runs, "group=other", "out=other")
     assert proc.returncode == 0, proc.stderr
     assert read_csv(runs / "other" / "table.csv")[0]["n"] == "1"
+
+
+def test_a_run_without_a_summary_is_named_in_a_warning_not_dropped_silently(runs, tmp_path):
+    """A run killed before its summary (kill -9, a second Ctrl-C) or still running has metrics
+    and no summary.json: left out of the table, with a line that names it."""
+    root = tmp_path / "some"
+    shutil.copytree(runs / "outputs" / "demo-a0.5-s0", root / "finished")
+    shutil.copytree(runs / "outputs" / "demo-a0.5-s1", root / "killed")
+    (root / "killed" / "summary.json").unlink()
+    proc = compare(runs, f"runs={root}", "out=some_out")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("warning:") == 1
+    assert f"warning: {root / 'killed'}: no summary.json" in proc.stderr
+    assert read_csv(runs / "some_out" / "table.csv")[0]["n"] == "1"
+    proc = compare(runs, f"runs={root / 'finished'}", "out=some_out")
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
 
 
 def test_compare_titles_its_plot_with_the_filters_or_else_the_groups(runs):

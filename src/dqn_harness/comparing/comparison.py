@@ -34,6 +34,7 @@ from dqn_harness.comparing.runs import (
     latest_evaluation,
     matches,
     parse_value,
+    unfinished_runs,
     varying_keys,
 )
 from dqn_harness.comparing.stats import ConfigResult, summarize
@@ -114,6 +115,12 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
         raise UsageError("normalize", f"'{normalize}' is not one of human")
     roots = run_roots(options)
     runs, skipped = find_runs(roots)
+    for run_dir in unfinished_runs(roots):
+        print(
+            f"warning: {run_dir}: no summary.json (the run was killed or is still running); "
+            "left out",
+            file=sys.stderr,
+        )
     filters = argv_filters(argv)
     where = " ".join(filters) or "(no filters)"
     known = {k for r in runs for k in r.config}

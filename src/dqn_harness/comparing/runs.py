@@ -114,6 +114,19 @@ def find_runs(roots: list[Path]) -> tuple[list[Run], int]:
     return runs, skipped
 
 
+def unfinished_runs(roots: list[Path]) -> list[Path]:
+    """Run dirs under ``roots`` with metrics but no ``summary.json``: killed (``kill -9``, out of
+    memory, a second Ctrl-C) or still running. ``find_runs`` leaves them out, since what they
+    ended as is unknown; the caller says so, so that no run goes missing from a comparison
+    unannounced."""
+    return sorted(
+        m.parent
+        for root in roots
+        for m in root.rglob("metrics.jsonl")
+        if not (m.parent / "summary.json").exists()
+    )
+
+
 @functools.cache
 def schema_defaults() -> dict[str, Any]:
     from omegaconf import OmegaConf
