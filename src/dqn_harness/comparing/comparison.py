@@ -115,12 +115,7 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
         raise UsageError("normalize", f"'{normalize}' is not one of human")
     roots = run_roots(options)
     runs, skipped = find_runs(roots)
-    for run_dir in unfinished_runs(roots):
-        print(
-            f"warning: {run_dir}: no summary.json (the run was killed or is still running); "
-            "left out",
-            file=sys.stderr,
-        )
+    warn_unfinished(roots)
     filters = argv_filters(argv)
     where = " ".join(filters) or "(no filters)"
     known = {k for r in runs for k in r.config}
@@ -166,6 +161,16 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
     (out / "table.csv").write_text(table_csv(results))
     (out / "runs.csv").write_text(runs_csv(results))
     return results, out, ""
+
+
+def warn_unfinished(roots: list[Path]) -> None:
+    """One warning line for each run dir left out for want of a summary (``unfinished_runs``)."""
+    for run_dir in unfinished_runs(roots):
+        print(
+            f"warning: {run_dir}: no summary.json (the run was killed or is still running); "
+            "left out",
+            file=sys.stderr,
+        )
 
 
 # What makes two runs' evaluations comparable: the protocol's name and the keys it sets.
