@@ -172,6 +172,9 @@ def test_a_run_without_a_summary_is_named_in_a_warning_not_dropped_silently(runs
     assert read_csv(runs / "some_out" / "table.csv")[0]["n"] == "1"
     proc = compare(runs, f"runs={root / 'finished'}", "out=some_out")
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    # a killed run the filters would not have chosen is not worth a line
+    proc = compare(runs, f"runs={root}", "seed=0", "out=some_out")
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
 
 
 def test_compare_titles_its_plot_with_the_filters_or_else_the_groups(runs):

@@ -115,7 +115,6 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
         raise UsageError("normalize", f"'{normalize}' is not one of human")
     roots = run_roots(options)
     runs, skipped = find_runs(roots)
-    warn_unfinished(roots)
     filters = argv_filters(argv)
     where = " ".join(filters) or "(no filters)"
     known = {k for r in runs for k in r.config}
@@ -123,6 +122,7 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
         if runs and key not in known:
             raise UsageError(key, f"no run under {_roots(roots)} has this config key")
     chosen = [r for r in runs if matches(r, selectors, values)]
+    warn_unfinished(roots, selectors, values)
     if not chosen:
         groups = sorted({r.group for r in runs})
         found = f"{len(runs)} runs found there" + (
@@ -163,11 +163,16 @@ def compare(argv: list[str]) -> tuple[list[ConfigResult], Path, str]:
     return results, out, ""
 
 
-def warn_unfinished(roots: list[Path]) -> None:
-    """One warning line for each run dir left out for want of a summary (``unfinished_runs``)."""
-    for run_dir in unfinished_runs(roots):
+def warn_unfinished(
+    roots: list[Path], selectors: dict[str, list[str]], values: dict[str, list[Any]]
+) -> None:
+    """One warning line for each run the filters would have chosen but that is left out for
+    want of a summary (``unfinished_runs``); runs the filters pass over stay quiet."""
+    for run in unfinished_runs(roots):
+        if not matches(run, selectors, values):
+            continue
         print(
-            f"warning: {run_dir}: no summary.json (the run was killed or is still running); "
+            f"warning: {run.path}: no summary.json (the run was killed or is still running); "
             "left out",
             file=sys.stderr,
         )

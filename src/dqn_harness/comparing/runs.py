@@ -100,31 +100,40 @@ def find_runs(roots: list[Path]) -> tuple[list[Run], int]:
     runs, skipped = [], 0
     for root in roots:
         for summary_path in sorted(root.rglob("summary.json")):
-            run_dir = summary_path.parent
-            try:
-                config = load_config(run_dir)
-                summary = json.loads(summary_path.read_text())
-            except (OSError, ValueError):
-                config = None
-            if config is None:
+            run = read_run(summary_path.parent, summary_path)
+            if run is None:
                 skipped += 1
-                continue
-            # a key added after the run was made had its default value in that run
-            runs.append(Run(run_dir, {**schema_defaults(), **config}, summary))
+            else:
+                runs.append(run)
     return runs, skipped
 
 
-def unfinished_runs(roots: list[Path]) -> list[Path]:
-    """Run dirs under ``roots`` with metrics but no ``summary.json``: killed (``kill -9``, out of
-    memory, a second Ctrl-C) or still running. ``find_runs`` leaves them out, since what they
-    ended as is unknown; the caller says so, so that no run goes missing from a comparison
-    unannounced."""
-    return sorted(
-        m.parent
+def read_run(run_dir: Path, summary_path: Path | None) -> Run | None:
+    """The run in ``run_dir`` with its summary (none: ``{}``), or None when its config or
+    summary is unreadable."""
+    try:
+        config = load_config(run_dir)
+        summary = json.loads(summary_path.read_text()) if summary_path is not None else {}
+    except (OSError, ValueError):
+        return None
+    if config is None:
+        return None
+    # a key added after the run was made had its default value in that run
+    return Run(run_dir, {**schema_defaults(), **config}, summary)
+
+
+def unfinished_runs(roots: list[Path]) -> list[Run]:
+    """Runs under ``roots`` with a config and metrics but no ``summary.json``: killed (``kill
+    -9``, out of memory, a second Ctrl-C) or still running. ``find_runs`` leaves them out, since
+    what they ended as is unknown; the caller says so for those its filters would have chosen,
+    so that no run goes missing from a comparison unannounced."""
+    found = (
+        read_run(m.parent, None)
         for root in roots
-        for m in root.rglob("metrics.jsonl")
+        for m in sorted(root.rglob("metrics.jsonl"))
         if not (m.parent / "summary.json").exists()
     )
+    return [run for run in found if run is not None]
 
 
 @functools.cache
