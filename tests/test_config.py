@@ -67,7 +67,8 @@ def plain(*overrides: str) -> dict:
 def test_pong_f2_presets_are_pong_f1_with_their_keys_and_the_last_is_env_pong():
     """The pong_f2 presets build on the recipe they were screened against (pong_f1, env=pong as
     it was then), not on env=pong, so that a change to env=pong does not change what they run;
-    each differs from the one before in its own keys, and the last is today's env=pong."""
+    each differs from the one before in its own keys, and the last is today's env=pong but for
+    how often an evaluation may stop short (each 10 games there, each 4 in env=pong)."""
     f1 = plain("+experiment=pong_f1")
     f2 = {**f1, "train_freq": 2, "batch_size": 64, "optim": {**f1["optim"], "lr_drop_to": 6e-5}}
     assert plain("+experiment=pong_f2") == f2
@@ -76,7 +77,10 @@ def test_pong_f2_presets_are_pong_f1_with_their_keys_and_the_last_is_env_pong():
     r40 = {**lr4e4, "eval": {**lr4e4["eval"], "robust_episodes": 40}}
     assert plain("+experiment=pong_f2_r40") == r40
     t2k = {**r40, "algo": {**r40["algo"], "target_sync": 2000}}
-    assert plain("+experiment=pong_f2_t2k") == t2k == plain("env=pong")
+    assert plain("+experiment=pong_f2_t2k") == t2k
+    pong = plain("env=pong")
+    assert pong["eval"]["min_episodes"] == 4
+    assert {**pong, "eval": {**pong["eval"], "min_episodes": 10}} == t2k
 
 
 def test_pong_is_the_nips_recipe_at_an_update_every_2_steps_and_the_earlier_ones_stay_reachable():
@@ -90,7 +94,7 @@ def test_pong_is_the_nips_recipe_at_an_update_every_2_steps_and_the_earlier_ones
     assert pong.eval.stop_on_solve and pong.eval.every == 25_000
     trigger = (pong.eval.trigger_episodes, pong.eval.trigger_margin, pong.eval.trigger_gap)
     assert trigger == (10, 4.0, 20_000)
-    assert pong.eval.min_episodes == 10  # an evaluation that cannot solve stops after 10 games
+    assert pong.eval.min_episodes == 4  # one game per eval env, then it may stop short
     # solved only if 40 more games at Nature's epsilon average 16: a margin over the 15 wanted
     robust = (pong.eval.robust_epsilon, pong.eval.robust_episodes, pong.eval.robust_threshold)
     assert robust == (0.05, 40, 16.0)

@@ -1,7 +1,7 @@
 """An evaluation that can no longer solve stops short (``eval.min_episodes``, ``env.max_return``):
-after its first games, when even the best score in every game left could not lift the mean to
-the threshold. Played on a real FrozenLake, whose best return is 1, and in a real training run;
-the solve decision stays the full evaluation's."""
+it plays its games min_episodes at a time and stops after any lot once even the best score in
+every game left could not lift the mean to the threshold. Played on a real FrozenLake, whose
+best return is 1, and in a real training run; the solve decision stays the full evaluation's."""
 
 from __future__ import annotations
 
@@ -33,11 +33,23 @@ def test_an_evaluation_stops_only_once_it_cannot_reach_the_threshold():
     assert played(stays, None)["eval/episodes"] == 20
 
 
+def test_it_looks_again_after_every_lot_of_min_episodes_games():
+    # 20 games of 0, looked at every 4: 16 or 12 more games of 1 could still make the 11 that
+    # 0.55 of 20 needs, so the lots after 4 and 8 go on; after 12, the 8 left make only 8
+    cut = played(stays, (4, 0.55, 1.0))
+    assert cut["eval/episodes"] == 12 and cut["eval/return_mean"] == 0.0
+    # at 0.8 (16 of 20) the first lot leaves exactly 16 within reach; the second does not
+    assert played(stays, (4, 0.8, 1.0))["eval/episodes"] == 8
+    # at 0.2 (4 of 20) no lot ever rules it out: all 20 are played, in lots of 4
+    assert played(stays, (4, 0.2, 1.0))["eval/episodes"] == 20
+    assert played(walks, (4, 0.7, 1.0))["eval/episodes"] == 20
+
+
 def test_the_rule_needs_min_episodes_a_threshold_and_the_games_best_score():
-    assert stop_short(compose_cfg("env=pong")) == (10, 19.0, 21.0)  # the preset sets 10
+    assert stop_short(compose_cfg("env=pong")) == (4, 19.0, 21.0)  # one game per eval env
     assert stop_short(compose_cfg("env=pong", "eval.min_episodes=null")) is None
-    # at least 10 games of 5 (a preset's evaluation made shorter): all 5 are played
-    assert stop_short(compose_cfg("env=pong", "eval.episodes=5")) is None
+    # at least 4 games of 4 (a preset's evaluation made shorter): all 4 are played
+    assert stop_short(compose_cfg("env=pong", "eval.episodes=4")) is None
     # CartPole's best return depends on its step cap, so the harness does not assume one
     assert stop_short(compose_cfg("env=cartpole", "eval.min_episodes=5")) is None
     assert stop_short(compose_cfg("env=cartpole", "eval.min_episodes=5", "env.max_return=500")) == (

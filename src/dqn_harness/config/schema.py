@@ -173,9 +173,10 @@ class EvalConfig:
     trigger_episodes: int = 0
     trigger_margin: float = 1.0  # how close to the threshold that mean must come
     trigger_gap: int = 20_000  # agent steps at least between an evaluation and one it calls
-    # Games an evaluation plays at least before it may stop short (None: it plays them all): it
-    # stops after them once even env.max_return in every game left could not bring the mean up
-    # to the solve threshold, so the solve decision is the same and a far-off agent costs less
+    # Games an evaluation plays at least before it may stop short, and between its later looks
+    # (None: it plays them all): it stops after any such lot once even env.max_return in every
+    # game left could not bring the mean up to the solve threshold, so the solve decision is
+    # the same and a far-off agent costs less. One game per eval env wastes no env's time
     min_episodes: int | None = None
     # A second test of an evaluation that reaches the solve threshold (None: none):
     # robust_episodes more games at robust_epsilon must average robust_threshold or more before

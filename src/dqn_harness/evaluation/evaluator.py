@@ -33,10 +33,11 @@ class Evaluator:
         seed: seeds the first evaluation's reset and the exploration stream.
         log: called with (metrics, agent step) after each evaluation.
         video: films an episode every K evaluations (``eval.video``).
-        stop_short: ``(min_episodes, threshold, max_return)``: after ``min_episodes`` games,
-            stop when even ``max_return`` in every game left could not lift the mean to
-            ``threshold``. Such an evaluation could not have solved, so the decision is the same
-            as with every game played; ``None``: every evaluation plays all ``episodes``.
+        stop_short: ``(min_episodes, threshold, max_return)``: games are played
+            ``min_episodes`` at a time, and after each lot the evaluation stops when even
+            ``max_return`` in every game left could not lift the mean to ``threshold``. Such an
+            evaluation could not have solved, so the decision is the same as with every game
+            played; ``None``: every evaluation plays all ``episodes`` at once.
         robust: ``(threshold, epsilon, games)``: an evaluation whose mean reaches ``threshold``
             (the solve threshold) plays ``games`` more games at ``epsilon`` (``eval/robust_*``),
             which ``Decisions`` reads to tell a policy from one narrow line of play.
@@ -72,13 +73,17 @@ class Evaluator:
 
     def run(self, env_steps: int, policy: Policy) -> float:
         """Evaluate ``policy`` as of agent step ``env_steps``; returns the mean return."""
-        start, lengths = time.perf_counter(), list[int]()
-        first = self.episodes if self.stop_short is None else self.stop_short[0]
-        returns = evaluate(self.env, policy, first, self.epsilon, self.rng, self.seed, lengths)
-        self.seed = None
-        if first < self.episodes and not self.hopeless(returns):
-            rest = self.episodes - first  # new games: the env is reset, its RNG continued
-            returns += evaluate(self.env, policy, rest, self.epsilon, self.rng, None, lengths)
+        start, lengths, returns = time.perf_counter(), list[int](), list[float]()
+        lot = self.episodes if self.stop_short is None else self.stop_short[0]
+        while len(returns) < self.episodes:
+            # each lot is new games: the env is reset, its RNG continued (the first lot of the
+            # first evaluation seeds it). A lot of one game per eval env keeps every env busy
+            # to the lot's end: none idles while another plays an extra game.
+            games = min(lot, self.episodes - len(returns))
+            returns += evaluate(self.env, policy, games, self.epsilon, self.rng, self.seed, lengths)
+            self.seed = None
+            if len(returns) < self.episodes and self.hopeless(returns):
+                break
         self.count += 1
         self.last_step = env_steps
         mean = float(np.mean(returns))
@@ -194,7 +199,8 @@ def training_evaluator(
 def stop_short(cfg: Any) -> tuple[int, float, float] | None:
     """``eval.min_episodes`` with the solve threshold and the game's best score, when all three
     are known and fewer games than the evaluation's: what lets an evaluation that cannot solve
-    stop short (``Evaluator``). A preset's min_episodes over eval.episodes=5 plays all 5."""
+    stop short, looking after every ``min_episodes`` games (``Evaluator``). An evaluation of
+    no more games than min_episodes plays them all."""
     threshold, best, first = reward_threshold(cfg.env), max_return(cfg.env), cfg.eval.min_episodes
     if first is None or first >= cfg.eval.episodes or threshold is None or best is None:
         return None
