@@ -176,7 +176,7 @@ class EvalConfig:
     # Games an evaluation plays at least before it may stop short, and between its later looks
     # (None: it plays them all): it stops after any such lot once even env.max_return in every
     # game left could not bring the mean up to the solve threshold, so the solve decision is
-    # the same and a far-off agent costs less. One game per eval env wastes no env's time
+    # the same and a far-off agent costs less. One game per eval env shares each lot evenly
     min_episodes: int | None = None
     # A second test of an evaluation that reaches the solve threshold (None: none):
     # robust_episodes more games at robust_epsilon must average robust_threshold or more before

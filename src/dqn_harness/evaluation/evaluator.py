@@ -77,8 +77,8 @@ class Evaluator:
         lot = self.episodes if self.stop_short is None else self.stop_short[0]
         while len(returns) < self.episodes:
             # each lot is new games: the env is reset, its RNG continued (the first lot of the
-            # first evaluation seeds it). A lot of one game per eval env keeps every env busy
-            # to the lot's end: none idles while another plays an extra game.
+            # first evaluation seeds it). A lot of one game per eval env gives every env an
+            # equal share: no lot waits on one env's extra game.
             games = min(lot, self.episodes - len(returns))
             returns += evaluate(self.env, policy, games, self.epsilon, self.rng, self.seed, lengths)
             self.seed = None
